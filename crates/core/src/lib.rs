@@ -1,0 +1,13 @@
+//! The domain of model-observability: boxes, classes, the data contract
+//! (records and their S3 keys), detection-quality evaluation. No AWS, no HTTP:
+//! every function and Lambda handler builds on this crate.
+
+pub mod boxes;
+pub mod classes;
+pub mod error;
+pub mod eval;
+pub mod keys;
+pub mod records;
+
+pub use boxes::{BBox, LabelboxBox, NormalizedBox};
+pub use error::CoreError;
