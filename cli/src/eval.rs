@@ -63,22 +63,64 @@ pub fn run(args: &EvalArgs) -> Result<(), CliError> {
 /// The same twelve lines COCOeval.summarize() prints.
 fn print_table(s: &CocoSummary) {
     let rows = [
-        ("Precision", "AP", "0.50:0.95", "all", 100, s.ap),
-        ("Precision", "AP", "0.50", "all", 100, s.ap50),
-        ("Precision", "AP", "0.75", "all", 100, s.ap75),
-        ("Precision", "AP", "0.50:0.95", "small", 100, s.ap_small),
-        ("Precision", "AP", "0.50:0.95", "medium", 100, s.ap_medium),
-        ("Precision", "AP", "0.50:0.95", "large", 100, s.ap_large),
-        ("Recall", "AR", "0.50:0.95", "all", 1, s.ar1),
-        ("Recall", "AR", "0.50:0.95", "all", 10, s.ar10),
-        ("Recall", "AR", "0.50:0.95", "all", 100, s.ar100),
-        ("Recall", "AR", "0.50:0.95", "small", 100, s.ar_small),
-        ("Recall", "AR", "0.50:0.95", "medium", 100, s.ar_medium),
-        ("Recall", "AR", "0.50:0.95", "large", 100, s.ar_large),
+        ("Average Precision", "AP", "0.50:0.95", "all", 100, s.ap),
+        ("Average Precision", "AP", "0.50", "all", 100, s.ap50),
+        ("Average Precision", "AP", "0.75", "all", 100, s.ap75),
+        (
+            "Average Precision",
+            "AP",
+            "0.50:0.95",
+            "small",
+            100,
+            s.ap_small,
+        ),
+        (
+            "Average Precision",
+            "AP",
+            "0.50:0.95",
+            "medium",
+            100,
+            s.ap_medium,
+        ),
+        (
+            "Average Precision",
+            "AP",
+            "0.50:0.95",
+            "large",
+            100,
+            s.ap_large,
+        ),
+        ("Average Recall", "AR", "0.50:0.95", "all", 1, s.ar1),
+        ("Average Recall", "AR", "0.50:0.95", "all", 10, s.ar10),
+        ("Average Recall", "AR", "0.50:0.95", "all", 100, s.ar100),
+        (
+            "Average Recall",
+            "AR",
+            "0.50:0.95",
+            "small",
+            100,
+            s.ar_small,
+        ),
+        (
+            "Average Recall",
+            "AR",
+            "0.50:0.95",
+            "medium",
+            100,
+            s.ar_medium,
+        ),
+        (
+            "Average Recall",
+            "AR",
+            "0.50:0.95",
+            "large",
+            100,
+            s.ar_large,
+        ),
     ];
     for (title, short, iou, area, max_dets, value) in rows {
         println!(
-            " Average {title:<9} ({short}) @[ IoU={iou:<9} | area={area:>6} | maxDets={max_dets:>3} ] = {value:0.3}"
+            " {title:<18} ({short}) @[ IoU={iou:<9} | area={area:>6} | maxDets={max_dets:>3} ] = {value:0.3}"
         );
     }
     println!();

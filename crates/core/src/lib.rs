@@ -6,6 +6,7 @@ pub mod boxes;
 pub mod classes;
 pub mod error;
 pub mod eval;
+pub mod export;
 pub mod keys;
 pub mod records;
 
