@@ -11,7 +11,16 @@ CARGO ?= cargo
 MODELOBS := target/release/modelobs
 COCO_PY = $$(bash bench/coco/venv.sh)
 
-.PHONY: all build release test fmt-check clippy unit crosscheck bench-eval demo clean
+# ONNX Runtime comes from the pinned PyPI wheel (scripts/ort.sh says why);
+# every test, tool and benchmark finds it through ORT_DYLIB_PATH.
+ORT_VERSION := 1.32.0
+ORT_LIB := $(CURDIR)/.cache/ort/$(ORT_VERSION)-$(shell uname -m)/libonnxruntime.so.$(ORT_VERSION)
+export ORT_DYLIB_PATH ?= $(ORT_LIB)
+# Test photos with animals: Debian's darknet package.
+export MODELOBS_TEST_PHOTOS ?= /usr/share/darknet/data
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all build release test fmt-check clippy unit crosscheck bench-eval demo clean ort photos layer bench-inference
 
 all: build
 
@@ -30,8 +39,23 @@ fmt-check:
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-unit:
-	$(CARGO) test --workspace
+unit: ort photos
+	MODELOBS_REQUIRE_ORT=1 $(CARGO) test --workspace
+
+## ort: the ONNX Runtime library (.cache/ort/), from the pinned PyPI wheel.
+ort:
+	@bash scripts/ort.sh >/dev/null
+
+## photos: the darknet test photos (horses, giraffe, dog, ...).
+photos:
+	@test -f $(MODELOBS_TEST_PHOTOS)/horses.jpg || { \
+	  echo "installing Debian package darknet for its test photos"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq darknet >/dev/null; }
+
+## layer: ONNX Runtime as a Lambda layer zip per architecture (infra/layer/build/).
+layer:
+	bash infra/layer/build.sh x86_64
+	bash infra/layer/build.sh aarch64
 
 ## crosscheck: `modelobs eval` vs pycocotools on generated sets (edge cases and pycocotools quirks), to 1e-9.
 crosscheck: release
@@ -40,6 +64,10 @@ crosscheck: release
 ## bench-eval: a COCO-val-sized set, `modelobs eval` vs pycocotools vs hotcoco in one run.
 bench-eval: release
 	"$(COCO_PY)" bench/coco/bench_eval.py --modelobs $(MODELOBS) --images 5000
+
+## bench-inference: Rust detector vs the Python reference (stages, bare model run, cold start, peak RSS).
+bench-inference: release ort photos
+	"$$(bash bench/inference/venv.sh)" bench/inference/bench.py --modelobs $(MODELOBS)
 
 ## demo: for now, evaluates a generated detection set (the local loop lands with the stack issue).
 demo: release

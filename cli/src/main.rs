@@ -1,6 +1,7 @@
 //! `modelobs`: the command line of model-observability.
 
 mod eval;
+mod predict;
 
 use std::process::ExitCode;
 
@@ -21,12 +22,15 @@ struct Cli {
 enum Command {
     /// Evaluate COCO detection results against ground truth, as pycocotools does.
     Eval(eval::EvalArgs),
+    /// Detect objects in image files with the model the inference function runs.
+    Predict(predict::PredictArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Eval(args) => eval::run(&args),
+        Command::Predict(args) => predict::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

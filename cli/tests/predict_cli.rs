@@ -1,0 +1,176 @@
+//! `modelobs predict` as a user runs it: real files, the real model, exit codes.
+//!
+//! Needs `ORT_DYLIB_PATH` (`make test` sets it); without it the tests that
+//! run the model print why and pass.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn model() -> String {
+    repo()
+        .join("models/nanodet/model.json")
+        .display()
+        .to_string()
+}
+
+fn chelsea() -> String {
+    repo()
+        .join("crates/detector/tests/fixtures/chelsea.png")
+        .display()
+        .to_string()
+}
+
+fn predict(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_modelobs"))
+        .arg("predict")
+        .args(["--model", &model()])
+        .args(args)
+        .output()
+        .expect("run modelobs")
+}
+
+/// `MODELOBS_REQUIRE_ORT=1` (set by `make test`) turns a missing library
+/// into a failure instead of a skip.
+fn ort_available() -> bool {
+    if std::env::var_os("ORT_DYLIB_PATH").is_some_and(|v| !v.is_empty()) {
+        return true;
+    }
+    assert!(
+        std::env::var_os("MODELOBS_REQUIRE_ORT").is_none(),
+        "ORT_DYLIB_PATH is not set: run `make ort`"
+    );
+    eprintln!(
+        "SKIPPED: ORT_DYLIB_PATH is unset (`make ort` fetches the library; `make test` sets it)"
+    );
+    false
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8(out.stderr.clone()).unwrap()
+}
+
+#[test]
+fn json_is_one_answer_per_image_and_line() {
+    if !ort_available() {
+        return;
+    }
+    let png = chelsea();
+    let out = predict(&["--json", &png, &png]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2);
+    let answer: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(answer["model"]["name"], "nanodet-g-416-coco");
+    assert_eq!(answer["model"]["version"], "human-models-3.0.4");
+    assert_eq!(
+        answer["image"],
+        serde_json::json!({"width": 451, "height": 300})
+    );
+    let best = &answer["detections"][0];
+    assert_eq!(best["label"], "cat");
+    assert_eq!(best["class_id"], 15);
+    assert!(best["score"].as_f64().unwrap() > 0.5);
+    for k in ["x1", "y1", "x2", "y2"] {
+        assert!(best["box"][k].is_f64(), "{k}");
+    }
+    for k in ["decode", "preprocess", "inference", "postprocess", "total"] {
+        assert!(answer["timings_ms"][k].as_f64().unwrap() >= 0.0, "{k}");
+    }
+    // the second line is the same image: the same detections
+    let again: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+    assert_eq!(again["detections"], answer["detections"]);
+}
+
+#[test]
+fn options_reach_the_detector() {
+    if !ort_available() {
+        return;
+    }
+    let png = chelsea();
+    let all = predict(&["--json", "--classes", "all", "--threads", "2", &png]);
+    let all: serde_json::Value = serde_json::from_str(stdout(&all).trim()).unwrap();
+    let labels: Vec<&str> = all["detections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["label"].as_str().unwrap())
+        .collect();
+    assert!(labels.contains(&"cell phone"), "{labels:?}");
+    let dogs = predict(&["--json", "--classes", "dog,cat", "--threshold", "0.5", &png]);
+    let dogs: serde_json::Value = serde_json::from_str(stdout(&dogs).trim()).unwrap();
+    let dets = dogs["detections"].as_array().unwrap();
+    assert_eq!(dets.len(), 1, "{dets:?}");
+    assert_eq!(dets[0]["label"], "cat");
+}
+
+#[test]
+fn the_table_names_file_size_and_detections() {
+    if !ort_available() {
+        return;
+    }
+    let out = predict(&[&chelsea()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("chelsea.png (451x300, image/png)"), "{text}");
+    assert!(
+        text.lines().any(|l| l.trim_start().starts_with("cat ")),
+        "{text}"
+    );
+    assert!(text.contains("inference"), "{text}");
+}
+
+#[test]
+fn a_bad_image_is_exit_2_naming_the_file() {
+    if !ort_available() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("modelobs-predict-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = dir.join("notes.jpg");
+    std::fs::write(&text, "not a picture").unwrap();
+    let truncated = dir.join("cut.png");
+    let png = std::fs::read(chelsea()).unwrap();
+    std::fs::write(&truncated, &png[..png.len() / 2]).unwrap();
+    let missing = dir.join("missing.jpg");
+    for (path, problem) in [
+        (&text, "unsupported image format"),
+        (&truncated, "cannot decode image"),
+        (&missing, "No such file"),
+    ] {
+        let out = predict(&[path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(path.to_str().unwrap()) && err.contains(problem),
+            "{err}"
+        );
+    }
+    let out = predict(&["--classes", "unicorn", &chelsea()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("unicorn"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn without_onnx_runtime_it_says_how_to_get_it() {
+    let out = Command::new(env!("CARGO_BIN_EXE_modelobs"))
+        .args(["predict", "--model", &model(), &chelsea()])
+        .env_remove("ORT_DYLIB_PATH")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("ORT_DYLIB_PATH") && err.contains("make ort"),
+        "{err}"
+    );
+}
