@@ -6,12 +6,15 @@
 
 use chrono::{DateTime, NaiveDate, Timelike, Utc};
 
+use crate::classes::CocoClass;
 use crate::error::CoreError;
 use crate::records::{CaptureId, Granularity, Window};
 
 pub const CAPTURE_IMAGES: &str = "captures/images/";
 pub const CAPTURE_PREDICTIONS: &str = "captures/predictions/";
 pub const SAMPLES: &str = "samples/";
+/// The sampler's daily quota slots (`crate::sampling`).
+pub const SAMPLE_SLOTS: &str = "samples/slots/";
 pub const LABELS: &str = "labels/";
 pub const LABEL_HISTORY: &str = "labels/history/";
 pub const EVALS: &str = "evals/";
@@ -39,6 +42,31 @@ pub fn capture_record(id: CaptureId, captured_at: DateTime<Utc>) -> String {
 /// `samples/<id>.json`
 pub fn sample(id: CaptureId) -> String {
     format!("{SAMPLES}{id}.json")
+}
+
+/// `samples/slots/<YYYY-MM-DD>/all/`: the overall daily budget's slots.
+pub fn budget_slots_prefix(day: NaiveDate) -> String {
+    format!("{SAMPLE_SLOTS}{}/all/", day.format("%Y-%m-%d"))
+}
+
+/// `samples/slots/<YYYY-MM-DD>/all/<n>`: one unit of the daily budget.
+pub fn budget_slot(day: NaiveDate, n: u32) -> String {
+    format!("{}{n}", budget_slots_prefix(day))
+}
+
+/// `samples/slots/<YYYY-MM-DD>/class/<class>/`: one class's daily quota,
+/// the class name with `-` for a space (`traffic-light`).
+pub fn class_slots_prefix(day: NaiveDate, class: &CocoClass) -> String {
+    format!(
+        "{SAMPLE_SLOTS}{}/class/{}/",
+        day.format("%Y-%m-%d"),
+        class.name.replace(' ', "-")
+    )
+}
+
+/// `samples/slots/<YYYY-MM-DD>/class/<class>/<n>`: one unit of a class quota.
+pub fn class_slot(day: NaiveDate, class: &CocoClass, n: u32) -> String {
+    format!("{}{n}", class_slots_prefix(day, class))
 }
 
 /// `labels/<id>.json`: the newest label version.
@@ -113,6 +141,26 @@ pub fn window_metrics(window: &Window, model_version: &str) -> Result<String, Co
         window_start(window),
         check_segment(model_version)?
     ))
+}
+
+/// A key as it arrives in an S3 event notification: URL-encoded, with `+`
+/// for a space (AWS and emulators alike).
+pub fn decode_event_key(raw: &str) -> Result<String, CoreError> {
+    percent_encoding::percent_decode_str(&raw.replace('+', " "))
+        .decode_utf8()
+        .map(|k| k.into_owned())
+        .map_err(|e| CoreError::InvalidKey {
+            key: raw.to_string(),
+            why: format!("not UTF-8 once URL-decoded: {e}"),
+        })
+}
+
+/// Where a rejected `incoming/` object goes, and its reason file.
+pub fn rejected_upload(incoming_key: &str) -> (String, String) {
+    let rest = incoming_key.strip_prefix(INCOMING).unwrap_or(incoming_key);
+    let key = format!("{INCOMING_REJECTED}{rest}");
+    let reason = format!("{key}.reason.json");
+    (key, reason)
 }
 
 /// What a capture record key says about its capture.
@@ -196,6 +244,24 @@ mod tests {
     }
 
     #[test]
+    fn slot_keys_are_per_day_and_class() {
+        let day = NaiveDate::from_ymd_opt(2026, 11, 26).unwrap();
+        assert_eq!(budget_slot(day, 7), "samples/slots/2026-11-26/all/7");
+        let light = crate::classes::by_name("traffic light").unwrap();
+        assert_eq!(
+            class_slot(day, &light, 0),
+            "samples/slots/2026-11-26/class/traffic-light/0"
+        );
+        assert!(class_slot(day, &light, 3).starts_with(&class_slots_prefix(day, &light)));
+        assert!(budget_slot(day, 3).starts_with(&budget_slots_prefix(day)));
+        for c in crate::classes::coco80() {
+            let seg = class_slots_prefix(day, &c);
+            let seg = seg.trim_end_matches('/').rsplit('/').next().unwrap();
+            assert!(check_segment(seg).is_ok(), "{seg}");
+        }
+    }
+
+    #[test]
     fn window_keys_and_prefixes() {
         let hour = Window::containing(Granularity::Hour, t());
         let day = Window::containing(Granularity::Day, t());
@@ -222,6 +288,23 @@ mod tests {
         for bad in ["", "..", "a/b", "v 1", "ü"] {
             assert!(window_metrics(&w, bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn event_keys_are_url_decoded() {
+        assert_eq!(
+            decode_event_key("incoming/Happy+Face%281%29.jpg").unwrap(),
+            "incoming/Happy Face(1).jpg"
+        );
+        assert_eq!(decode_event_key("a%2Fb%2Bc").unwrap(), "a/b+c");
+        assert!(decode_event_key("bad%FF").is_err());
+        assert_eq!(
+            rejected_upload("incoming/x/notes.txt"),
+            (
+                "incoming-rejected/x/notes.txt".to_string(),
+                "incoming-rejected/x/notes.txt.reason.json".to_string()
+            )
+        );
     }
 
     #[test]

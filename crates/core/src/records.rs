@@ -84,6 +84,17 @@ impl CaptureId {
         Self(Uuid::new_v7(ts))
     }
 
+    /// The same id every time for the same `seed` (e.g. an uploaded object's
+    /// key and ETag), so a redelivered event rewrites the same capture.
+    pub fn derived(captured_at: DateTime<Utc>, seed: &[u8]) -> Self {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(seed);
+        let mut random = [0u8; 10];
+        random.copy_from_slice(&digest[..10]);
+        let millis = captured_at.timestamp_millis().max(0) as u64;
+        Self(uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid())
+    }
+
     pub fn parse(s: &str) -> Result<Self, CoreError> {
         Uuid::parse_str(s)
             .map(Self)

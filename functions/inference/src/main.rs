@@ -1,15 +1,25 @@
-//! The inference function. Placeholder until its issue (#3) lands: it
-//! builds and answers every event with an error, so a deploy of it can never
-//! look like it works.
+//! Wiring only: logs, config, clients, model, then the runtime.
 
-use lambda_runtime::{Error, LambdaEvent, service_fn};
-use serde_json::Value;
+use inference::config::Config;
+use inference::handler::{self, Deps};
+use lambda_http::{Error, service_fn};
+use modelobs_adapters::retry::Backoff;
+use modelobs_adapters::s3::S3Store;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
-    lambda_runtime::run(service_fn(|_event: LambdaEvent<Value>| async {
-        Err::<Value, Error>("the inference function is not implemented yet".into())
+    inference::init_tracing();
+    let config = Config::from_env()?;
+    let deps = Deps {
+        detector: config.load_detector()?,
+        store: S3Store::new(S3Store::client_from_env().await, &config.bucket),
+        max_body_bytes: config.max_body_bytes,
+        allow_client_timestamps: config.allow_client_timestamps,
+        backoff: Backoff::default(),
+    };
+    let deps = &deps;
+    lambda_http::run(service_fn(move |req| async move {
+        Ok::<_, Error>(handler::handle(req, deps).await)
     }))
     .await
 }

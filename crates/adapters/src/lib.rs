@@ -1,0 +1,72 @@
+//! The narrow ports the handlers depend on, with a real adapter (AWS SDK) and
+//! an in-memory one for tests and local tools.
+
+pub mod memory;
+pub mod retry;
+pub mod s3;
+
+use std::future::Future;
+
+use bytes::Bytes;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// Worth retrying: throttling, 5xx, timeouts, connection errors.
+    #[error("object store unavailable: {0}")]
+    Transient(String),
+    /// Retrying won't help: access denied, no such bucket, bad request.
+    #[error("object store refused: {0}")]
+    Permanent(String),
+}
+
+impl StoreError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Transient(_))
+    }
+}
+
+/// When a put may happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutCondition {
+    Always,
+    /// Only if the key does not exist (`If-None-Match: *`).
+    IfAbsent,
+    /// Only if the object still has this ETag (`If-Match`).
+    IfMatch(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutOutcome {
+    Written {
+        etag: String,
+    },
+    /// The condition did not hold; nothing was written.
+    ConditionFailed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    pub body: Bytes,
+    pub etag: String,
+}
+
+/// The one data bucket.
+pub trait ObjectStore: Send + Sync {
+    fn put(
+        &self,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+        condition: PutCondition,
+    ) -> impl Future<Output = Result<PutOutcome, StoreError>> + Send;
+
+    /// Deleting a missing key is not an error (S3 semantics).
+    fn delete(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// `None` when the key does not exist.
+    fn get(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<StoredObject>, StoreError>> + Send;
+}

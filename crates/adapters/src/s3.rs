@@ -1,0 +1,138 @@
+//! [`ObjectStore`] on Amazon S3 (or LocalStack, through `AWS_ENDPOINT_URL`).
+
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use bytes::Bytes;
+
+use crate::{ObjectStore, PutCondition, PutOutcome, StoreError, StoredObject};
+
+#[derive(Clone)]
+pub struct S3Store {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+}
+
+impl S3Store {
+    pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>) -> Self {
+        Self {
+            client,
+            bucket: bucket.into(),
+        }
+    }
+
+    /// A client from the environment. With an endpoint override (LocalStack)
+    /// it uses path-style addressing and only sends checksums when required,
+    /// which emulators handle reliably.
+    pub async fn client_from_env() -> aws_sdk_s3::Client {
+        let shared = aws_config::load_from_env().await;
+        let mut config = aws_sdk_s3::config::Builder::from(&shared);
+        if shared.endpoint_url().is_some() {
+            config = config
+                .force_path_style(true)
+                .request_checksum_calculation(
+                    aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
+                )
+                .response_checksum_validation(
+                    aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
+                );
+        }
+        aws_sdk_s3::Client::from_conf(config.build())
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+}
+
+/// Sorts an SDK failure into retry-worthy or not, keeping the service's words.
+fn classify<E>(op: &str, key: &str, err: &SdkError<E, HttpResponse>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::fmt::Debug,
+{
+    let what = format!(
+        "{op} {key}: {}",
+        err.as_service_error()
+            .and_then(|e| e.message().or(e.code()).map(str::to_string))
+            .unwrap_or_else(|| format!("{err:?}"))
+    );
+    let transient = match err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        // 409: a conditional write raced another one; 429 and 5xx: throttled or down.
+        SdkError::ServiceError(se) => matches!(se.raw().status().as_u16(), 409 | 429 | 500..),
+        _ => false,
+    };
+    if transient {
+        StoreError::Transient(what)
+    } else {
+        StoreError::Permanent(what)
+    }
+}
+
+impl ObjectStore for S3Store {
+    async fn put(
+        &self,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+        condition: PutCondition,
+    ) -> Result<PutOutcome, StoreError> {
+        let mut req = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(ByteStream::from(body));
+        req = match condition {
+            PutCondition::Always => req,
+            PutCondition::IfAbsent => req.if_none_match("*"),
+            PutCondition::IfMatch(etag) => req.if_match(etag),
+        };
+        match req.send().await {
+            Ok(out) => Ok(PutOutcome::Written {
+                etag: out.e_tag().unwrap_or_default().to_string(),
+            }),
+            Err(SdkError::ServiceError(se)) if se.raw().status().as_u16() == 412 => {
+                Ok(PutOutcome::ConditionFailed)
+            }
+            Err(e) => Err(classify("put", key, &e)),
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify("delete", key, &e))
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<StoredObject>, StoreError> {
+        let out = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(SdkError::ServiceError(se)) if se.err().is_no_such_key() => return Ok(None),
+            Err(e) => return Err(classify("get", key, &e)),
+        };
+        let etag = out.e_tag().unwrap_or_default().to_string();
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| StoreError::Transient(format!("get {key}: reading body: {e}")))?
+            .into_bytes();
+        Ok(Some(StoredObject { body, etag }))
+    }
+}

@@ -1,0 +1,27 @@
+//! Wiring only: the S3-triggered twin of the HTTP function (images under `incoming/`).
+
+use aws_lambda_events::event::s3::S3Event;
+use inference::config::Config;
+use inference::upload::{self, UploadDeps};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use modelobs_adapters::retry::Backoff;
+use modelobs_adapters::s3::S3Store;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    inference::init_tracing();
+    let config = Config::from_env()?;
+    let deps = UploadDeps {
+        detector: config.load_detector()?,
+        store: S3Store::new(S3Store::client_from_env().await, &config.bucket),
+        backoff: Backoff::default(),
+    };
+    let deps = &deps;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<S3Event>| async move {
+        upload::handle(event.payload, deps)
+            .await
+            .map(|_| ())
+            .map_err(Error::from)
+    }))
+    .await
+}

@@ -1,0 +1,85 @@
+//! The function's configuration, read once per container from the
+//! environment (names match template.yaml).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `DATA_BUCKET`: where captures go.
+    pub bucket: String,
+    /// `MODEL_DIR`: the folder holding model.json and the model.
+    pub model_dir: PathBuf,
+    /// `MAX_BODY_BYTES` (default 6 MB, Lambda's payload limit).
+    pub max_body_bytes: usize,
+    /// `MAX_IMAGE_PIXELS` (default 40 MP): checked from the header before decoding.
+    pub max_image_pixels: u64,
+    /// `ALLOW_CLIENT_TIMESTAMPS=true` honours `X-Capture-Time` (traffic simulation).
+    pub allow_client_timestamps: bool,
+    /// `SCORE_THRESHOLD`, `NMS_IOU`: override the model metadata's defaults.
+    pub score_threshold: Option<f64>,
+    pub nms_iou: Option<f64>,
+    /// `CLASSES`: comma-separated class names, `all`, or unset for the ten animals.
+    pub classes: Option<Vec<String>>,
+    /// `INTRA_OP_THREADS` (default 1).
+    pub intra_op_threads: usize,
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn parsed<T: std::str::FromStr>(name: &str) -> Result<Option<T>>
+where
+    T::Err: std::fmt::Display,
+{
+    var(name)
+        .map(|v| {
+            v.trim()
+                .parse::<T>()
+                .map_err(|e| anyhow::anyhow!("{name}={v:?}: {e}"))
+        })
+        .transpose()
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self> {
+        let bucket =
+            var("DATA_BUCKET").context("DATA_BUCKET is not set: the bucket for captures")?;
+        let allow_client_timestamps = match var("ALLOW_CLIENT_TIMESTAMPS").as_deref() {
+            None | Some("false") | Some("0") => false,
+            Some("true") | Some("1") => true,
+            Some(other) => bail!("ALLOW_CLIENT_TIMESTAMPS={other:?}: expected true or false"),
+        };
+        Ok(Self {
+            bucket,
+            model_dir: var("MODEL_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("models/nanodet")),
+            max_body_bytes: parsed("MAX_BODY_BYTES")?.unwrap_or(6 * 1024 * 1024),
+            max_image_pixels: parsed("MAX_IMAGE_PIXELS")?.unwrap_or(40_000_000),
+            allow_client_timestamps,
+            score_threshold: parsed("SCORE_THRESHOLD")?,
+            nms_iou: parsed("NMS_IOU")?,
+            classes: var("CLASSES").map(|v| v.split(',').map(|c| c.trim().to_string()).collect()),
+            intra_op_threads: parsed("INTRA_OP_THREADS")?.unwrap_or(1),
+        })
+    }
+}
+
+impl Config {
+    /// The detector this configuration describes, session built once.
+    pub fn load_detector(&self) -> Result<modelobs_detector::OnnxDetector> {
+        let config = modelobs_detector::DetectorConfig {
+            score_threshold: self.score_threshold,
+            nms_iou: self.nms_iou,
+            classes: self.classes.clone(),
+            intra_op_threads: self.intra_op_threads,
+            max_pixels: self.max_image_pixels,
+            ..modelobs_detector::DetectorConfig::new(&self.model_dir)
+        };
+        modelobs_detector::OnnxDetector::load(&config)
+            .with_context(|| format!("loading the model from {}", self.model_dir.display()))
+    }
+}

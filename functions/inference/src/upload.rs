@@ -1,0 +1,151 @@
+//! Batch use: an image uploaded under `incoming/` is predicted and captured
+//! exactly like an HTTP request (capture time = upload time, source = the
+//! key), then removed from `incoming/`. Anything that is not an image is moved
+//! to `incoming-rejected/` with a reason file, so it is never retried forever.
+
+use aws_lambda_events::event::s3::{S3Event, S3EventRecord};
+use bytes::Bytes;
+use chrono::Utc;
+use modelobs_adapters::retry::Backoff;
+use modelobs_adapters::{ObjectStore, PutCondition, StoreError};
+use modelobs_core::keys;
+use modelobs_core::records::{CaptureId, CaptureSource};
+use modelobs_detector::{DetectError, Detector};
+use serde_json::json;
+use thiserror::Error;
+
+use crate::capture;
+
+pub struct UploadDeps<D, S> {
+    pub detector: D,
+    pub store: S,
+    pub backoff: Backoff,
+}
+
+/// Failures worth a retry: the event fails, S3 redelivers, then the failure destination.
+#[derive(Debug, Error)]
+pub enum UploadError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{key}: {source}")]
+    Model { key: String, source: DetectError },
+}
+
+/// What became of one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Captured {
+        key: String,
+        capture_id: CaptureId,
+    },
+    Rejected {
+        key: String,
+        moved_to: String,
+    },
+    /// Not under `incoming/`, or already processed (a redelivery).
+    Skipped {
+        key: String,
+        why: &'static str,
+    },
+}
+
+pub async fn handle<D: Detector, S: ObjectStore>(
+    event: S3Event,
+    deps: &UploadDeps<D, S>,
+) -> Result<Vec<Outcome>, UploadError> {
+    let mut outcomes = Vec::with_capacity(event.records.len());
+    for record in &event.records {
+        let outcome = handle_record(record, deps).await?;
+        tracing::info!(?outcome, "upload handled");
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
+
+async fn handle_record<D: Detector, S: ObjectStore>(
+    record: &S3EventRecord,
+    deps: &UploadDeps<D, S>,
+) -> Result<Outcome, UploadError> {
+    let raw = record.s3.object.key.clone().unwrap_or_default();
+    let key = match keys::decode_event_key(&raw) {
+        Ok(k) if k.starts_with(keys::INCOMING) => k,
+        _ => {
+            return Ok(Outcome::Skipped {
+                key: raw,
+                why: "not under incoming/",
+            });
+        }
+    };
+    let Some(object) = deps
+        .backoff
+        .retry(StoreError::is_transient, || deps.store.get(&key))
+        .await?
+    else {
+        return Ok(Outcome::Skipped {
+            key,
+            why: "gone: already processed",
+        });
+    };
+
+    let captured_at = record.event_time;
+    match deps.detector.detect(&object.body) {
+        Ok(prediction) => {
+            // Same key, bytes and upload time: same id, so a redelivery rewrites one capture.
+            let id = CaptureId::derived(captured_at, &[key.as_bytes(), &object.body].concat());
+            let source = CaptureSource::S3Upload { key: key.clone() };
+            let record = capture::record(
+                id,
+                captured_at,
+                source,
+                &deps.detector,
+                prediction,
+                &object.body,
+            );
+            capture::store(&deps.store, &deps.backoff, &record, object.body).await?;
+            deps.store.delete(&key).await?;
+            Ok(Outcome::Captured {
+                key,
+                capture_id: id,
+            })
+        }
+        Err(source @ DetectError::Model(_)) => Err(UploadError::Model { key, source }),
+        Err(refusal) => {
+            let (moved_to, reason_key) = keys::rejected_upload(&key);
+            let reason = json!({
+                "key": key,
+                "code": match refusal {
+                    DetectError::UnsupportedFormat(_) => "unsupported_image_format",
+                    DetectError::TooManyPixels { .. } => "image_too_large",
+                    _ => "undecodable_image",
+                },
+                "message": refusal.to_string(),
+                "rejected_at": Utc::now(),
+            });
+            tracing::warn!(key, error = %refusal, "upload rejected");
+            let put = |k: String, body: Bytes, ct: &'static str| {
+                let store = &deps.store;
+                async move { store.put(&k, body, ct, PutCondition::Always).await }
+            };
+            deps.backoff
+                .retry(StoreError::is_transient, || {
+                    put(
+                        moved_to.clone(),
+                        object.body.clone(),
+                        "application/octet-stream",
+                    )
+                })
+                .await?;
+            deps.backoff
+                .retry(StoreError::is_transient, || {
+                    put(
+                        reason_key.clone(),
+                        Bytes::from(reason.to_string()),
+                        "application/json",
+                    )
+                })
+                .await?;
+            deps.store.delete(&key).await?;
+            Ok(Outcome::Rejected { key, moved_to })
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! The HTTP edge with a fake detector and an in-memory bucket: routing, the
+//! three ways to send an image, every refusal, and capture (also when S3 fails).
+//! The real detector on the same events is in `real_model.rs`.
+
+mod support;
+
+use std::path::PathBuf;
+
+use inference::handler::{Deps, handle};
+use lambda_http::{Body, Request};
+use modelobs_adapters::memory::MemoryStore;
+use modelobs_adapters::retry::Backoff;
+use modelobs_core::records::{self, CaptureRecord};
+use serde_json::Value;
+use support::FakeDetector;
+
+fn deps(allow_client_timestamps: bool) -> Deps<FakeDetector, MemoryStore> {
+    Deps {
+        detector: FakeDetector::new(),
+        store: MemoryStore::new(),
+        max_body_bytes: 6 * 1024 * 1024,
+        allow_client_timestamps,
+        backoff: Backoff::immediate(3),
+    }
+}
+
+fn fixture(name: &str) -> Request {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../events/inference")
+        .join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+async fn call(deps: &Deps<FakeDetector, MemoryStore>, name: &str) -> (u16, Value) {
+    let resp = handle(fixture(name), deps).await;
+    let status = resp.status().as_u16();
+    assert_eq!(resp.headers()["content-type"], "application/json", "{name}");
+    let body = match resp.body() {
+        Body::Text(t) => t.clone(),
+        other => panic!("{name}: expected a text body, got {other:?}"),
+    };
+    (status, serde_json::from_str(&body).unwrap())
+}
+
+#[tokio::test]
+async fn every_way_of_sending_an_image_is_predicted_and_captured() {
+    for name in [
+        "predict-png.json",
+        "predict-png-function-url.json",
+        "predict-multipart.json",
+        "predict-json-base64.json",
+    ] {
+        let d = deps(false);
+        let (status, body) = call(&d, name).await;
+        assert_eq!(status, 200, "{name}: {body}");
+        assert_eq!(body["captured"], true);
+        assert_eq!(body["model"]["name"], "fake");
+        assert_eq!(body["image"]["width"], 64);
+        assert_eq!(body["detections"][0]["label"], "dog");
+        assert_eq!(body["detections"][0]["box"]["x2"], 30.0);
+        for stage in ["decode", "preprocess", "inference", "postprocess", "total"] {
+            assert!(body["timings_ms"][stage].is_number(), "{name}: {stage}");
+        }
+
+        // THEN the image and its record are in the bucket, under the contract's keys.
+        let id = body["id"].as_str().unwrap();
+        let keys = d.store.keys();
+        assert_eq!(keys.len(), 2, "{keys:?}");
+        let record_key = keys
+            .iter()
+            .find(|k| k.starts_with("captures/predictions/"))
+            .unwrap();
+        let record: CaptureRecord = records::from_json(&d.store.body(record_key).unwrap()).unwrap();
+        assert_eq!(record.id.to_string(), id);
+        assert_eq!(
+            *record_key,
+            modelobs_core::keys::capture_record(record.id, record.captured_at)
+        );
+        let image = d.store.body(&record.image.key).unwrap();
+        assert!(image.starts_with(b"\x89PNG"));
+        assert_eq!(record.image.bytes, image.len() as u64);
+        assert_eq!(
+            d.store.content_type(&record.image.key).unwrap(),
+            "image/png"
+        );
+        assert_eq!(record.detections.len(), 1);
+        assert_eq!(record.score_threshold, 0.35);
+    }
+}
+
+#[tokio::test]
+async fn the_client_capture_time_is_honoured_only_when_allowed() {
+    let d = deps(true);
+    let (status, body) = call(&d, "predict-png-capture-time.json").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        d.store
+            .keys()
+            .iter()
+            .any(|k| k.contains("dt=2026-11-20/hr=08/")),
+        "{:?}",
+        d.store.keys()
+    );
+
+    let d = deps(false);
+    let (status, _) = call(&d, "predict-png-capture-time.json").await;
+    assert_eq!(status, 200);
+    assert!(!d.store.keys().iter().any(|k| k.contains("dt=2026-11-20")));
+}
+
+#[tokio::test]
+async fn refusals_have_the_right_status_and_a_json_error() {
+    let cases = [
+        ("predict-empty.json", 400, "bad_request"),
+        ("predict-json-malformed.json", 400, "bad_request"),
+        ("predict-json-bad-base64.json", 400, "bad_request"),
+        ("predict-multipart-no-image.json", 400, "bad_request"),
+        ("predict-text-plain.json", 415, "unsupported_media_type"),
+        ("predict-gif.json", 415, "unsupported_image_format"),
+        ("predict-get.json", 405, "method_not_allowed"),
+        ("unknown-path.json", 404, "not_found"),
+    ];
+    for (name, want_status, want_code) in cases {
+        let d = deps(false);
+        let (status, body) = call(&d, name).await;
+        assert_eq!(status, want_status, "{name}: {body}");
+        assert_eq!(body["error"]["code"], want_code, "{name}: {body}");
+        assert!(!body["error"]["message"].as_str().unwrap().is_empty());
+        assert!(
+            d.store.keys().is_empty(),
+            "{name}: a refused request stores nothing"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_413() {
+    let mut d = deps(false);
+    d.max_body_bytes = 1000;
+    let (status, body) = call(&d, "predict-png.json").await;
+    assert_eq!(status, 200, "{body}");
+    let mut req = fixture("predict-png.json");
+    *req.body_mut() = Body::Binary(vec![0u8; 1001]);
+    let resp = handle(req, &d).await;
+    assert_eq!(resp.status().as_u16(), 413);
+}
+
+#[tokio::test]
+async fn health_names_the_model() {
+    let (status, body) = call(&deps(false), "health.json").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["model"]["version"], "1");
+}
+
+#[tokio::test]
+async fn a_transient_s3_failure_is_retried() {
+    let d = deps(false);
+    d.store.fail_next(2);
+    let (status, body) = call(&d, "predict-png.json").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["captured"], true);
+    assert_eq!(d.store.keys().len(), 2);
+}
+
+#[tokio::test]
+async fn when_s3_stays_down_the_client_still_gets_its_detections() {
+    let d = deps(false);
+    d.store.fail_next(100);
+    let (status, body) = call(&d, "predict-png.json").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["captured"], false);
+    assert_eq!(body["detections"][0]["label"], "dog");
+    assert!(d.store.keys().is_empty());
+}
+
+#[test]
+fn the_capture_failure_metric_is_valid_emf() {
+    let record: CaptureRecord = records::from_json(include_bytes!(
+        "../../../events/records/capture-record.json"
+    ))
+    .unwrap();
+    let line: Value = serde_json::from_str(&inference::capture::capture_failure_emf(
+        &record,
+        1_795_678_933_000,
+    ))
+    .unwrap();
+    let directive = &line["_aws"]["CloudWatchMetrics"][0];
+    assert_eq!(directive["Namespace"], "ModelObservability");
+    for dims in directive["Dimensions"].as_array().unwrap() {
+        for d in dims.as_array().unwrap() {
+            assert!(
+                line[d.as_str().unwrap()].is_string(),
+                "dimension {d} is a top-level key"
+            );
+        }
+    }
+    for m in directive["Metrics"].as_array().unwrap() {
+        assert!(line[m["Name"].as_str().unwrap()].is_number());
+    }
+    assert_eq!(line["capture_id"], record.id.to_string());
+}

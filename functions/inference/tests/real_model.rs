@@ -1,0 +1,100 @@
+//! The HTTP edge with the real detector (NanoDet on ONNX Runtime): a photo is
+//! answered with its animals, and bad images get their status from the real
+//! decoder. Needs `ORT_DYLIB_PATH` (`make test` provides it via `make ort`).
+
+use std::path::PathBuf;
+
+use inference::handler::{Deps, handle};
+use lambda_http::{Body, Request};
+use modelobs_adapters::memory::MemoryStore;
+use modelobs_adapters::retry::Backoff;
+use modelobs_detector::{DetectorConfig, OnnxDetector};
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The real detector, or `None` (with a note) where no ONNX Runtime is set up;
+/// `MODELOBS_REQUIRE_ORT=1` (set by `make test`) turns that into a failure.
+fn detector() -> Option<OnnxDetector> {
+    if std::env::var_os("ORT_DYLIB_PATH").is_none() {
+        assert!(
+            std::env::var_os("MODELOBS_REQUIRE_ORT").is_none(),
+            "ORT_DYLIB_PATH is not set: run `make ort`"
+        );
+        eprintln!("skipped: ORT_DYLIB_PATH is not set (make test sets it)");
+        return None;
+    }
+    Some(OnnxDetector::load(&DetectorConfig::new(root().join("models/nanodet"))).unwrap())
+}
+
+fn fixture(name: &str) -> Request {
+    let text = std::fs::read_to_string(root().join("events/inference").join(name)).unwrap();
+    lambda_http::request::from_str(&text).unwrap()
+}
+
+async fn call(deps: &Deps<OnnxDetector, MemoryStore>, req: Request) -> (u16, Value) {
+    let resp = handle(req, deps).await;
+    let status = resp.status().as_u16();
+    let Body::Text(text) = resp.body() else {
+        panic!("text body")
+    };
+    (status, serde_json::from_str(text).unwrap())
+}
+
+#[tokio::test]
+async fn photos_and_bad_images_through_the_real_model() {
+    let Some(detector) = detector() else { return };
+    let deps = Deps {
+        detector,
+        store: MemoryStore::new(),
+        max_body_bytes: 6 * 1024 * 1024,
+        allow_client_timestamps: false,
+        backoff: Backoff::immediate(1),
+    };
+
+    for (name, status, code) in [
+        ("predict-truncated-png.json", 400, "undecodable_image"),
+        ("predict-huge-png.json", 422, "image_too_large"),
+        ("predict-gif.json", 415, "unsupported_image_format"),
+    ] {
+        let (got, body) = call(&deps, fixture(name)).await;
+        assert_eq!(
+            (got, body["error"]["code"].as_str().unwrap()),
+            (status, code),
+            "{name}: {body}"
+        );
+    }
+    assert!(deps.store.keys().is_empty());
+
+    let photos = std::env::var("MODELOBS_TEST_PHOTOS").unwrap_or("/usr/share/darknet/data".into());
+    let horses = std::fs::read(PathBuf::from(photos).join("horses.jpg"))
+        .expect("darknet photos (make photos)");
+    let mut req = fixture("predict-png.json");
+    req.headers_mut()
+        .insert("content-type", "image/jpeg".parse().unwrap());
+    *req.body_mut() = Body::Binary(horses);
+    let (status, body) = call(&deps, req).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["captured"], true);
+    assert_eq!(
+        (
+            body["image"]["width"].as_u64(),
+            body["image"]["height"].as_u64()
+        ),
+        (Some(773), Some(512))
+    );
+    let labels: Vec<&str> = body["detections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["label"].as_str().unwrap())
+        .collect();
+    assert!(labels.contains(&"horse"), "{labels:?}");
+    assert!(
+        deps.store.keys().iter().any(|k| k.ends_with(".jpg")),
+        "{:?}",
+        deps.store.keys()
+    );
+}
