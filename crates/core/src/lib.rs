@@ -9,6 +9,7 @@ pub mod eval;
 pub mod export;
 pub mod keys;
 pub mod records;
+pub mod sampling;
 
 pub use boxes::{BBox, LabelboxBox, NormalizedBox};
 pub use error::CoreError;
