@@ -70,3 +70,27 @@ pub trait ObjectStore: Send + Sync {
         key: &str,
     ) -> impl Future<Output = Result<Option<StoredObject>, StoreError>> + Send;
 }
+
+/// One store shared by several users (e.g. a handler and its labeling backend).
+impl<T: ObjectStore> ObjectStore for std::sync::Arc<T> {
+    fn put(
+        &self,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+        condition: PutCondition,
+    ) -> impl Future<Output = Result<PutOutcome, StoreError>> + Send {
+        (**self).put(key, body, content_type, condition)
+    }
+
+    fn delete(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).delete(key)
+    }
+
+    fn get(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<StoredObject>, StoreError>> + Send {
+        (**self).get(key)
+    }
+}

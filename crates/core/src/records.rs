@@ -226,6 +226,25 @@ impl Record for SamplingDecision {
     const SCHEMA_VERSION: u32 = 1;
 }
 
+/// `labeling/queue/<id>.json`: a capture waiting for the local labelers,
+/// with the model's boxes as pre-labels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabelingTask {
+    pub id: CaptureId,
+    pub capture_key: String,
+    pub image_key: String,
+    pub width: u32,
+    pub height: u32,
+    pub captured_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub prelabels: Vec<Detection>,
+}
+
+impl Record for LabelingTask {
+    const KIND: &'static str = "LabelingTask";
+    const SCHEMA_VERSION: u32 = 1;
+}
+
 /// One labelled object.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroundTruthObject {
