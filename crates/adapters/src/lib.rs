@@ -2,6 +2,7 @@
 //! an in-memory one for tests and local tools.
 
 pub mod memory;
+pub mod queue;
 pub mod retry;
 pub mod s3;
 

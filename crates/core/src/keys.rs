@@ -39,6 +39,16 @@ pub fn capture_record(id: CaptureId, captured_at: DateTime<Utc>) -> String {
     format!("{CAPTURE_PREDICTIONS}{}/{id}.json", partition(captured_at))
 }
 
+/// The capture record of `id`, found from the time the id carries.
+pub fn capture_record_of(id: CaptureId) -> Option<String> {
+    id.captured_at().map(|t| capture_record(id, t))
+}
+
+/// Written once the metrics queue has the message for this label version.
+pub fn label_notified(id: CaptureId, version: i64) -> String {
+    format!("{LABEL_HISTORY}{id}/{version}.queued")
+}
+
 /// `samples/<id>.json`
 pub fn sample(id: CaptureId) -> String {
     format!("{SAMPLES}{id}.json")

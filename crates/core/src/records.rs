@@ -95,6 +95,13 @@ impl CaptureId {
         Self(uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid())
     }
 
+    /// The capture time the id carries (millisecond precision): enough to
+    /// find the capture's time-partitioned keys from the id alone.
+    pub fn captured_at(&self) -> Option<DateTime<Utc>> {
+        let (secs, nanos) = self.0.get_timestamp()?.to_unix();
+        DateTime::from_timestamp(secs as i64, nanos)
+    }
+
     pub fn parse(s: &str) -> Result<Self, CoreError> {
         Uuid::parse_str(s)
             .map(Self)
@@ -271,6 +278,10 @@ pub struct GroundTruth {
     #[serde(default)]
     pub deleted: bool,
     pub objects: Vec<GroundTruthObject>,
+    /// Labelled objects whose class we could not map, as `name` (reported,
+    /// not evaluated).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unmapped_objects: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub review_score: Option<f64>,
 }

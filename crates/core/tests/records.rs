@@ -183,6 +183,7 @@ fn labelled(rng: &mut Rng, at: DateTime<Utc>, model: &ModelRef) -> (CaptureRecor
         updated_at: at + Duration::minutes(30),
         deleted: false,
         objects,
+        unmapped_objects: Vec::new(),
         review_score: None,
     };
     (capture, truth)

@@ -1,0 +1,297 @@
+//! The webhook's function URL: verify, parse, store the ground truth, queue
+//! the evaluation. 200 only after both the label and the queue message are
+//! safe; S3 or SQS trouble answers 503 so the sender retries.
+//!
+//! Exactly once in effect: each label version is written to
+//! `labels/history/<id>/<version>.json` once, `labels/<id>.json` only moves
+//! forward (compare-and-swap on its ETag), and a `<version>.queued` marker
+//! written after the message means a replay of the same version sends nothing.
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use lambda_http::http::StatusCode;
+use lambda_http::{Body, Request, RequestExt, Response};
+use modelobs_adapters::queue::Queue;
+use modelobs_adapters::retry::Backoff;
+use modelobs_adapters::{ObjectStore, PutCondition, PutOutcome, StoreError};
+use modelobs_core::keys;
+use modelobs_core::records::{self, GroundTruth};
+use serde_json::json;
+use thiserror::Error;
+
+use crate::payload::{self, ClassMap, LabelEvent, PayloadError, Topic};
+use crate::signature::{self, SignatureError};
+
+pub struct Deps<S, Q> {
+    pub store: S,
+    pub queue: Q,
+    pub secret: Vec<u8>,
+    pub max_body_bytes: usize,
+    pub class_map: ClassMap,
+    pub backoff: Backoff,
+    /// Labels from these sources are recorded as such (`labelbox`, `local`).
+    pub source: String,
+}
+
+#[derive(Debug, Error)]
+enum WebhookError {
+    #[error("body is {size} bytes, over the limit of {limit}")]
+    TooLarge { size: usize, limit: usize },
+    #[error(transparent)]
+    Unauthorized(#[from] SignatureErrorWrap),
+    #[error(transparent)]
+    Payload(#[from] PayloadError),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("storage unavailable: {0}")]
+    Store(#[from] StoreError),
+    #[error("metrics queue unavailable: {0}")]
+    Queue(String),
+}
+
+#[derive(Debug, Error)]
+#[error("{0}")]
+struct SignatureErrorWrap(SignatureError);
+
+impl WebhookError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Payload(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Store(_) | Self::Queue(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::TooLarge { .. } => "payload_too_large",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::Payload(_) | Self::BadRequest(_) => "bad_request",
+            Self::Store(_) | Self::Queue(_) => "unavailable",
+        }
+    }
+}
+
+fn respond(status: StatusCode, body: serde_json::Value) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Body::Text(body.to_string()))
+        .expect("a status and one header make a valid response")
+}
+
+fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+pub async fn handle<S: ObjectStore, Q: Queue>(req: Request, deps: &Deps<S, Q>) -> Response<Body> {
+    let request_id = req
+        .lambda_context_ref()
+        .map(|c| c.request_id.clone())
+        .unwrap_or_default();
+    let delivery = header(&req, "x-labelbox-id").unwrap_or("").to_string();
+    match process(&req, deps).await {
+        Ok((status, body)) => {
+            tracing::info!(request_id, delivery, %body, "label event handled");
+            respond(status, body)
+        }
+        Err(e) => {
+            // Never the body: it is unauthenticated input until verified.
+            if e.status().is_server_error() {
+                tracing::error!(request_id, delivery, code = e.code(), error = %e, "label event failed");
+            } else {
+                tracing::warn!(request_id, delivery, code = e.code(), error = %e, "label event refused");
+            }
+            respond(
+                e.status(),
+                json!({"error": {"code": e.code(), "message": e.to_string()}}),
+            )
+        }
+    }
+}
+
+async fn process<S: ObjectStore, Q: Queue>(
+    req: &Request,
+    deps: &Deps<S, Q>,
+) -> Result<(StatusCode, serde_json::Value), WebhookError> {
+    let body: &[u8] = req.body().as_ref();
+    if body.len() > deps.max_body_bytes {
+        return Err(WebhookError::TooLarge {
+            size: body.len(),
+            limit: deps.max_body_bytes,
+        });
+    }
+    signature::verify_request(
+        &deps.secret,
+        body,
+        header(req, "x-hub-signature"),
+        header(req, "x-hub-signature-256"),
+    )
+    .map_err(|e| WebhookError::Unauthorized(SignatureErrorWrap(e)))?;
+
+    let Some((topic, event)) = payload::parse(body, header(req, "x-labelbox-event"))? else {
+        let topic = header(req, "x-labelbox-event").unwrap_or("(in payload)");
+        tracing::info!(topic, "ignoring a topic we don't handle");
+        return Ok((
+            StatusCode::ACCEPTED,
+            json!({"status": "ignored", "topic": topic}),
+        ));
+    };
+    store_and_queue(deps, &topic, event).await
+}
+
+async fn get<S: ObjectStore, Q>(
+    deps: &Deps<S, Q>,
+    key: &str,
+) -> Result<Option<modelobs_adapters::StoredObject>, StoreError> {
+    deps.backoff
+        .retry(StoreError::is_transient, || deps.store.get(key))
+        .await
+}
+
+async fn put<S: ObjectStore, Q>(
+    deps: &Deps<S, Q>,
+    key: &str,
+    body: Bytes,
+    condition: PutCondition,
+) -> Result<PutOutcome, StoreError> {
+    deps.backoff
+        .retry(StoreError::is_transient, || {
+            deps.store
+                .put(key, body.clone(), "application/json", condition.clone())
+        })
+        .await
+}
+
+async fn store_and_queue<S: ObjectStore, Q: Queue>(
+    deps: &Deps<S, Q>,
+    topic: &str,
+    event: LabelEvent,
+) -> Result<(StatusCode, serde_json::Value), WebhookError> {
+    let id = event.capture_id;
+    let capture_key = keys::capture_record_of(id).ok_or_else(|| {
+        WebhookError::BadRequest(format!("dataRow.globalKey {id} is not a capture id"))
+    })?;
+    // A label for a capture we never made cannot be evaluated, and retrying
+    // won't change that: 400 so the sender's delivery log shows it.
+    if get(deps, &capture_key).await?.is_none() {
+        return Err(WebhookError::BadRequest(format!("no capture {id}")));
+    }
+
+    let label_key = keys::label(id);
+    let current = get(deps, &label_key).await?;
+    let current_gt: Option<GroundTruth> = current
+        .as_ref()
+        .map(|o| records::from_json(&o.body))
+        .transpose()
+        .map_err(|e| WebhookError::Store(StoreError::Permanent(format!("{label_key}: {e}"))))?;
+
+    let truth = match (event.topic, &event.objects) {
+        (Topic::LabelDeleted, _) => GroundTruth {
+            id,
+            source: deps.source.clone(),
+            label_id: event.label_id.clone(),
+            updated_at: event.updated_at,
+            deleted: true,
+            objects: Vec::new(),
+            unmapped_objects: Vec::new(),
+            review_score: None,
+        },
+        (_, Some(objects)) => {
+            let (objects, unmapped) = deps.class_map.map(objects);
+            GroundTruth {
+                id,
+                source: deps.source.clone(),
+                label_id: event.label_id.clone(),
+                updated_at: event.updated_at,
+                deleted: false,
+                objects,
+                unmapped_objects: unmapped,
+                review_score: event.review_score,
+            }
+        }
+        // A review without the label: the score amends the label we have.
+        (Topic::ReviewCreated, None) => match &current_gt {
+            Some(gt) => GroundTruth {
+                updated_at: event.updated_at,
+                review_score: event.review_score,
+                ..gt.clone()
+            },
+            None => {
+                return Ok((
+                    StatusCode::ACCEPTED,
+                    json!({"status": "ignored", "topic": topic, "why": "review of a label we don't have"}),
+                ));
+            }
+        },
+        (_, None) => {
+            return Err(WebhookError::BadRequest(
+                "the payload carries no label JSON (field label), and fetching labels from Labelbox is not configured".into(),
+            ));
+        }
+    };
+    let version = truth.version();
+    let json_body = Bytes::from(records::to_json(&truth));
+    put(
+        deps,
+        &keys::label_history(id, version),
+        json_body.clone(),
+        PutCondition::IfAbsent,
+    )
+    .await?;
+
+    match (&current, &current_gt) {
+        (Some(_), Some(gt)) if gt.version() > version => {
+            return Ok((
+                StatusCode::OK,
+                json!({"status": "stale", "id": id, "label_version": version, "current_version": gt.version()}),
+            ));
+        }
+        (Some(_), Some(gt)) if gt.version() == version => {} // a replay: already current
+        (existing, _) => {
+            let condition = match existing {
+                Some(o) => PutCondition::IfMatch(o.etag.clone()),
+                None => PutCondition::IfAbsent,
+            };
+            if put(deps, &label_key, json_body, condition).await? == PutOutcome::ConditionFailed {
+                return Err(WebhookError::Store(StoreError::Transient(format!(
+                    "{label_key} changed while we wrote it; retry"
+                ))));
+            }
+        }
+    }
+
+    let marker = keys::label_notified(id, version);
+    let queued_before = get(deps, &marker).await?.is_some();
+    if !queued_before {
+        let message = json!({"id": id, "label_version": version}).to_string();
+        deps.queue
+            .send(message)
+            .await
+            .map_err(|e| WebhookError::Queue(e.to_string()))?;
+        put(
+            deps,
+            &marker,
+            Bytes::from_static(b"{}"),
+            PutCondition::IfAbsent,
+        )
+        .await?;
+    }
+    Ok((
+        StatusCode::OK,
+        json!({
+            "status": if queued_before { "unchanged" } else { "accepted" },
+            "id": id,
+            "label_version": version,
+            "deleted": truth.deleted,
+            "objects": truth.objects.len(),
+            "unmapped_objects": truth.unmapped_objects,
+        }),
+    ))
+}
+
+/// For callers that need the time a label event counts as (tests, labelers).
+pub fn version_of(updated_at: DateTime<Utc>) -> i64 {
+    updated_at.timestamp_millis()
+}
