@@ -173,6 +173,18 @@ pub fn rejected_upload(incoming_key: &str) -> (String, String) {
     (key, reason)
 }
 
+/// `windows/touched/<hour|day>/<start>/<model-version>`: a window whose
+/// evaluations changed since the last rollup. Written by the metrics handler
+/// (one marker per window, no read-modify-write), consumed by the rollup.
+pub fn window_touched(window: &Window, model_version: &str) -> Result<String, CoreError> {
+    Ok(format!(
+        "{WINDOWS}touched/{}/{}/{}",
+        window.granularity.as_str(),
+        window_start(window),
+        check_segment(model_version)?
+    ))
+}
+
 /// What a capture record key says about its capture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CaptureKey {

@@ -1,15 +1,32 @@
-//! The metrics function. Placeholder until its issue (#6) lands: it
-//! builds and answers every event with an error, so a deploy of it can never
-//! look like it works.
+//! Wiring only: logs, config, clients, then the runtime.
 
+use anyhow::Context;
+use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use serde_json::Value;
+use metrics::handler::{self, Deps};
+use metrics::sink::EmfSink;
+use modelobs_adapters::retry::Backoff;
+use modelobs_adapters::s3::S3Store;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
-    lambda_runtime::run(service_fn(|_event: LambdaEvent<Value>| async {
-        Err::<Value, Error>("the metrics function is not implemented yet".into())
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .without_time()
+        .init();
+    let bucket = std::env::var("DATA_BUCKET").context("DATA_BUCKET is not set")?;
+    let deps = Deps {
+        store: S3Store::new(S3Store::client_from_env().await, bucket),
+        sink: EmfSink,
+        backoff: Backoff::default(),
+        now: chrono::Utc::now,
+    };
+    let deps = &deps;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<_, Error>(handler::handle(event.payload, deps).await)
     }))
     .await
 }
