@@ -20,7 +20,7 @@ export ORT_DYLIB_PATH ?= $(ORT_LIB)
 export MODELOBS_TEST_PHOTOS ?= /usr/share/darknet/data
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build release test fmt-check clippy unit crosscheck bench-eval demo clean ort photos layer bench-inference
+.PHONY: all build release test fmt-check clippy unit crosscheck bench-eval demo clean ort photos layer bench-inference test-localstack
 
 all: build
 
@@ -31,7 +31,7 @@ release:
 	$(CARGO) build --release -p modelobs-cli
 
 ## test: formatting, lints, unit + integration tests, COCO cross-check against pycocotools.
-test: fmt-check clippy unit crosscheck
+test: fmt-check clippy unit crosscheck test-localstack
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -56,6 +56,11 @@ photos:
 layer:
 	bash infra/layer/build.sh x86_64
 	bash infra/layer/build.sh aarch64
+
+## test-localstack: the real AWS adapters against LocalStack (host mode, no Docker), started and stopped around the run.
+test-localstack:
+	$(CARGO) test --workspace --test '*localstack*' --no-run
+	MODELOBS_REQUIRE_LOCALSTACK=1 localstack/with-stack $(CARGO) test --workspace --test '*localstack*'
 
 ## crosscheck: `modelobs eval` vs pycocotools on generated sets (edge cases and pycocotools quirks), to 1e-9.
 crosscheck: release

@@ -86,6 +86,9 @@ impl ObjectStore for S3Store {
             .key(key)
             .content_type(content_type)
             .body(ByteStream::from(body));
+        // S3 answers If-Match on a missing key with 404, not 412: both mean
+        // the condition did not hold.
+        let if_match = matches!(condition, PutCondition::IfMatch(_));
         req = match condition {
             PutCondition::Always => req,
             PutCondition::IfAbsent => req.if_none_match("*"),
@@ -95,7 +98,10 @@ impl ObjectStore for S3Store {
             Ok(out) => Ok(PutOutcome::Written {
                 etag: out.e_tag().unwrap_or_default().to_string(),
             }),
-            Err(SdkError::ServiceError(se)) if se.raw().status().as_u16() == 412 => {
+            Err(SdkError::ServiceError(se))
+                if se.raw().status().as_u16() == 412
+                    || (if_match && se.raw().status().as_u16() == 404) =>
+            {
                 Ok(PutOutcome::ConditionFailed)
             }
             Err(e) => Err(classify("put", key, &e)),
