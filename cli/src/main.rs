@@ -1,6 +1,7 @@
 //! `modelobs`: the command line of model-observability.
 
 mod eval;
+mod labelbox;
 mod predict;
 
 use std::process::ExitCode;
@@ -24,6 +25,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Detect objects in image files with the model the inference function runs.
     Predict(predict::PredictArgs),
+    /// Labelbox: `setup` creates or finds the project, dataset, ontology and webhook.
+    Labelbox(labelbox::LabelboxArgs),
 }
 
 fn main() -> ExitCode {
@@ -31,6 +34,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Eval(args) => eval::run(&args),
         Command::Predict(args) => predict::run(&args),
+        Command::Labelbox(args) => labelbox::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

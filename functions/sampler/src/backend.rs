@@ -1,7 +1,9 @@
-//! Where sampled captures go to be labelled: `trait LabelingBackend`, and the
-//! local queue the local labelers answer. (Labelbox comes next.)
+//! Where sampled captures go to be labelled: `trait LabelingBackend`, the
+//! local queue the local labelers answer, and Labelbox.
 
+use std::collections::BTreeSet;
 use std::future::Future;
+use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -9,6 +11,10 @@ use modelobs_adapters::retry::Backoff;
 use modelobs_adapters::{ObjectStore, PutCondition, StoreError};
 use modelobs_core::keys;
 use modelobs_core::records::{self, CaptureRecord, LabelingTask};
+use modelobs_labelbox::{
+    BatchSpec, BoxPrelabel, ImportOutcome, LabelboxClient, LabelboxError, NewDataRow, PresignError,
+    Presigner,
+};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -81,5 +87,183 @@ impl<S: ObjectStore> LabelingBackend for LocalQueue<S> {
             })
             .await?;
         Ok(Submitted { external_ref: key })
+    }
+}
+
+/// Labelbox: the capture's image becomes a data row (global key = capture id,
+/// row data = a presigned GET URL of the image), is queued in the project as a
+/// batch of one, and the model's boxes become model-assisted pre-labels.
+pub struct Labelbox<P> {
+    pub client: LabelboxClient,
+    pub presigner: P,
+    pub project_id: String,
+    pub dataset_id: String,
+    /// Tool names of the project's ontology (our class names): boxes of other
+    /// classes have no tool to become and are left out of the pre-labels.
+    pub tools: BTreeSet<String>,
+    /// How long the image URL stays valid: the item must be labelled by then.
+    pub url_expiry: Duration,
+    /// 1 (first) to 5 (last).
+    pub batch_priority: u8,
+}
+
+impl<P: Presigner> Labelbox<P> {
+    /// The model's boxes that have a tool, cut to the image, each with an id
+    /// derived from the capture id and its position (stable across retries).
+    pub fn prelabels(&self, capture: &CaptureRecord) -> Vec<BoxPrelabel> {
+        capture
+            .detections
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| self.tools.contains(&d.label))
+            .filter_map(|(i, d)| {
+                let bbox = d.bbox.clamp(capture.image.width, capture.image.height);
+                (bbox.area() > 0.0).then(|| BoxPrelabel {
+                    uuid: uuid_for(capture, i),
+                    tool_name: d.label.clone(),
+                    bbox: bbox.to_labelbox(),
+                    confidence: d.score.clamp(0.0, 1.0),
+                })
+            })
+            .collect()
+    }
+}
+
+fn uuid_for(capture: &CaptureRecord, index: usize) -> uuid::Uuid {
+    uuid::Uuid::new_v5(&capture.id.0, format!("prelabel/{index}").as_bytes())
+}
+
+/// Throttling, 5xx, no connection, a job still running: try again later.
+/// Anything else (GraphQL errors, a bad key, an unreadable answer): refused.
+fn labelbox_error(e: LabelboxError) -> BackendError {
+    if e.is_transient() {
+        BackendError::Unavailable(e.to_string())
+    } else {
+        BackendError::Refused(e.to_string())
+    }
+}
+
+impl<P: Presigner> LabelingBackend for Labelbox<P> {
+    fn name(&self) -> &'static str {
+        "labelbox"
+    }
+
+    async fn submit(
+        &self,
+        capture: &CaptureRecord,
+        _capture_key: &str,
+    ) -> Result<Submitted, BackendError> {
+        let global_key = capture.id.to_string();
+        let url = self
+            .presigner
+            .presign_get(&capture.image.key, self.url_expiry)
+            .await
+            .map_err(|e: PresignError| BackendError::Unavailable(e.to_string()))?;
+        // Each step finds what an earlier attempt made: the global key, the
+        // batch name and the import name are all the capture id.
+        let row = self
+            .client
+            .create_data_row(
+                &self.dataset_id,
+                &NewDataRow {
+                    row_data: url,
+                    global_key: global_key.clone(),
+                    external_id: Some(capture.image.key.clone()),
+                },
+            )
+            .await
+            .map_err(labelbox_error)?;
+        let name = format!("modelobs-{global_key}");
+        self.client
+            .wait_until_processed(std::slice::from_ref(&global_key))
+            .await
+            .map_err(labelbox_error)?;
+        let batch = self
+            .client
+            .create_batch(
+                &self.project_id,
+                &BatchSpec {
+                    name: name.clone(),
+                    global_keys: vec![global_key.clone()],
+                    priority: self.batch_priority,
+                },
+            )
+            .await
+            .map_err(labelbox_error)?;
+        tracing::info!(id = %capture.id, data_row = %row.id, created = row.created, ?batch, "sent to Labelbox");
+
+        let prelabels = self.prelabels(capture);
+        if !prelabels.is_empty() {
+            let ndjson = modelobs_labelbox::prelabels_ndjson(&global_key, &prelabels);
+            match self
+                .client
+                .import_prelabels(&self.project_id, &name, &ndjson)
+                .await
+                .map_err(labelbox_error)?
+            {
+                ImportOutcome::Started(import) => {
+                    tracing::info!(id = %capture.id, import = %import.id, boxes = prelabels.len(), "pre-labels importing");
+                }
+                ImportOutcome::AlreadyExists => {
+                    tracing::info!(id = %capture.id, "pre-labels were imported before");
+                }
+            }
+        }
+        Ok(Submitted {
+            external_ref: row.id,
+        })
+    }
+}
+
+/// Presigned S3 GET URLs of the data bucket.
+pub struct S3Presigner {
+    pub client: aws_sdk_s3::Client,
+    pub bucket: String,
+}
+
+impl Presigner for S3Presigner {
+    async fn presign_get(&self, key: &str, expires_in: Duration) -> Result<String, PresignError> {
+        let error = |reason: String| PresignError {
+            key: key.to_string(),
+            reason,
+        };
+        // SigV4 caps a presigned URL at 7 days; the config refuses longer.
+        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires_in)
+            .map_err(|e| error(e.to_string()))?;
+        let request = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .presigned(config)
+            .await
+            .map_err(|e| error(aws_sdk_s3::error::DisplayErrorContext(e).to_string()))?;
+        Ok(request.uri().to_string())
+    }
+}
+
+/// The backend chosen at cold start (`LABELING_BACKEND`).
+pub enum AnyBackend<S, P> {
+    Local(LocalQueue<S>),
+    Labelbox(Box<Labelbox<P>>),
+}
+
+impl<S: ObjectStore, P: Presigner> LabelingBackend for AnyBackend<S, P> {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Local(b) => b.name(),
+            Self::Labelbox(b) => b.name(),
+        }
+    }
+
+    async fn submit(
+        &self,
+        capture: &CaptureRecord,
+        capture_key: &str,
+    ) -> Result<Submitted, BackendError> {
+        match self {
+            Self::Local(b) => b.submit(capture, capture_key).await,
+            Self::Labelbox(b) => b.submit(capture, capture_key).await,
+        }
     }
 }

@@ -6,7 +6,7 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 use modelobs_adapters::retry::Backoff;
 use modelobs_adapters::s3::S3Store;
 use modelobs_core::sampling::SamplingPolicy;
-use sampler::backend::LocalQueue;
+use sampler::backend::{AnyBackend, Labelbox, LocalQueue, S3Presigner};
 use sampler::handler::{self, Deps};
 
 #[tokio::main]
@@ -26,14 +26,46 @@ async fn main() -> Result<(), Error> {
         }
         _ => SamplingPolicy::default(),
     };
-    let store = S3Store::new(S3Store::client_from_env().await, &bucket);
-    let deps = Deps {
-        policy,
-        backend: LocalQueue {
+    let s3 = S3Store::client_from_env().await;
+    let store = S3Store::new(s3.clone(), &bucket);
+    let var = |name: &str| std::env::var(name).with_context(|| format!("{name} is not set"));
+    // LABELING_BACKEND: `local` (labeling/queue/ for the local labelers) or `labelbox`.
+    let backend = match std::env::var("LABELING_BACKEND").as_deref() {
+        Ok("labelbox") => {
+            let client = modelobs_labelbox::LabelboxClient::new(var("LABELBOX_API_KEY")?)?;
+            let project_id = var("LABELBOX_PROJECT_ID")?;
+            let tools = client.project_tool_names(&project_id).await?;
+            let days: u64 = std::env::var("LABELBOX_URL_DAYS")
+                .ok()
+                .map(|d| d.parse())
+                .transpose()
+                .context("LABELBOX_URL_DAYS")?
+                .unwrap_or(7);
+            AnyBackend::Labelbox(Box::new(Labelbox {
+                client,
+                presigner: S3Presigner {
+                    client: s3,
+                    bucket: bucket.clone(),
+                },
+                project_id,
+                dataset_id: var("LABELBOX_DATASET_ID")?,
+                tools: tools.into_iter().collect(),
+                url_expiry: std::time::Duration::from_secs(days * 24 * 3600),
+                batch_priority: 5,
+            }))
+        }
+        Ok("local") | Err(_) => AnyBackend::Local(LocalQueue {
             store: store.clone(),
             backoff: Backoff::default(),
             now: chrono::Utc::now,
-        },
+        }),
+        Ok(other) => {
+            return Err(format!("LABELING_BACKEND={other:?}: expected local or labelbox").into());
+        }
+    };
+    let deps = Deps {
+        policy,
+        backend,
         store,
         backoff: Backoff::default(),
         now: chrono::Utc::now,

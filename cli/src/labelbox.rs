@@ -1,0 +1,131 @@
+//! `modelobs labelbox setup`: the Labelbox side of a deployment, made once and
+//! found again on every later run. Prints the stack parameters.
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use modelobs_core::classes;
+use modelobs_labelbox::{DEFAULT_ENDPOINT, LabelboxClient, SetupSpec, WebhookSpec};
+
+use crate::CliError;
+
+#[derive(Args)]
+pub struct LabelboxArgs {
+    #[command(subcommand)]
+    command: LabelboxCommand,
+}
+
+#[derive(Subcommand)]
+enum LabelboxCommand {
+    /// Create or reuse the project, dataset, ontology (one box tool per class)
+    /// and label webhook; print the ids for `sam deploy --parameter-overrides`.
+    Setup(SetupArgs),
+}
+
+#[derive(Args)]
+pub struct SetupArgs {
+    /// Environment variable holding the Labelbox API key.
+    #[arg(long, default_value = "LABELBOX_API_KEY")]
+    api_key_env: String,
+    #[arg(long)]
+    project_name: String,
+    #[arg(long)]
+    dataset_name: String,
+    /// Default: "<project name> ontology".
+    #[arg(long)]
+    ontology_name: Option<String>,
+    /// Classes to give a bounding-box tool (COCO names). Default: the ten animals.
+    #[arg(long, value_delimiter = ',')]
+    classes: Vec<String>,
+    /// The webhook function's URL (a stack output): label events go there.
+    /// Leave it out on the first run, before the stack exists.
+    #[arg(long)]
+    webhook_url: Option<String>,
+    /// Environment variable holding the webhook signing secret.
+    #[arg(long, default_value = "LABELBOX_WEBHOOK_SECRET")]
+    webhook_secret_env: String,
+    /// Labelbox's GraphQL endpoint.
+    #[arg(long, default_value = DEFAULT_ENDPOINT)]
+    endpoint: String,
+}
+
+pub fn run(args: &LabelboxArgs) -> Result<(), CliError> {
+    match &args.command {
+        LabelboxCommand::Setup(setup) => run_setup(setup),
+    }
+}
+
+fn env(name: &str) -> Result<String, CliError> {
+    match std::env::var(name) {
+        Ok(value) if !value.trim().is_empty() => Ok(value),
+        _ => Err(CliError::BadInput {
+            path: name.to_string(),
+            problem: "environment variable is not set".into(),
+        }),
+    }
+}
+
+fn run_setup(args: &SetupArgs) -> Result<(), CliError> {
+    let api_key = env(&args.api_key_env)?;
+    let tool_names = if args.classes.is_empty() {
+        classes::ANIMALS.iter().map(|c| c.to_string()).collect()
+    } else {
+        let unknown: Vec<&String> = args
+            .classes
+            .iter()
+            .filter(|c| classes::by_name(c).is_none())
+            .collect();
+        if !unknown.is_empty() {
+            return Err(CliError::BadInput {
+                path: "--classes".into(),
+                problem: format!("not COCO-80 classes: {unknown:?}"),
+            });
+        }
+        args.classes.clone()
+    };
+    let webhook = match &args.webhook_url {
+        None => None,
+        Some(url) => Some(WebhookSpec {
+            url: url.clone(),
+            secret: env(&args.webhook_secret_env)?,
+        }),
+    };
+    let spec = SetupSpec {
+        project_name: args.project_name.clone(),
+        dataset_name: args.dataset_name.clone(),
+        ontology_name: args
+            .ontology_name
+            .clone()
+            .unwrap_or_else(|| format!("{} ontology", args.project_name)),
+        tool_names,
+        webhook,
+    };
+
+    let client = LabelboxClient::new(api_key)
+        .context("building the HTTP client")?
+        .with_endpoint(&args.endpoint);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let report = runtime
+        .block_on(client.setup(&spec))
+        .with_context(|| format!("Labelbox setup at {}", args.endpoint))?;
+
+    for change in &report.changes {
+        eprintln!("modelobs: {change}");
+    }
+    if report.changes.is_empty() {
+        eprintln!("modelobs: everything was already set up");
+    }
+    for warning in &report.warnings {
+        eprintln!("modelobs: warning: {warning}");
+    }
+    match &report.webhook_id {
+        Some(id) => eprintln!("modelobs: webhook {id}"),
+        None => eprintln!(
+            "modelobs: no webhook yet: run again with --webhook-url once the stack is deployed"
+        ),
+    }
+    print!("{}", report.parameter_overrides());
+    Ok(())
+}

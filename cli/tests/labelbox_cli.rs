@@ -1,0 +1,136 @@
+//! `modelobs labelbox setup` as a user runs it, against the fake Labelbox:
+//! the printed stack parameters, idempotency, missing secrets.
+
+use std::process::{Command, Output};
+
+use modelobs_labelbox::fake::FakeLabelbox;
+
+const KEY: &str = "cli-key";
+
+async fn modelobs(args: Vec<String>, env: Vec<(&'static str, &'static str)>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_modelobs"))
+            .args(&args)
+            .env_remove("LABELBOX_API_KEY")
+            .env_remove("LABELBOX_WEBHOOK_SECRET")
+            .envs(env)
+            .output()
+            .expect("run modelobs")
+    })
+    .await
+    .unwrap()
+}
+
+fn setup_args(fake: &FakeLabelbox, webhook: bool) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "labelbox",
+        "setup",
+        "--project-name",
+        "animals",
+        "--dataset-name",
+        "animal-captures",
+        "--endpoint",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.push(fake.endpoint());
+    if webhook {
+        args.push("--webhook-url".into());
+        args.push("https://hook.example/labelbox".into());
+    }
+    args
+}
+
+fn parameters(out: &Output) -> Vec<(String, String)> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+const ENV: [(&str, &str); 2] = [
+    ("LABELBOX_API_KEY", KEY),
+    ("LABELBOX_WEBHOOK_SECRET", "hook-secret"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_prints_the_stack_parameters_and_a_rerun_creates_nothing() {
+    // GIVEN an empty Labelbox
+    let fake = FakeLabelbox::start(KEY).await;
+
+    // WHEN setup runs twice
+    let first = modelobs(setup_args(&fake, true), ENV.to_vec()).await;
+    let second = modelobs(setup_args(&fake, true), ENV.to_vec()).await;
+
+    // THEN both succeed and print the same three parameters
+    for out in [&first, &second] {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let params = parameters(&first);
+    let names: Vec<&str> = params.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "LabelboxProjectId",
+            "LabelboxDatasetId",
+            "LabelboxOntologyId"
+        ]
+    );
+    assert_eq!(params[0].1, fake.projects()[0].id);
+    assert_eq!(parameters(&second), params);
+    // AND the second run created nothing
+    assert_eq!(fake.projects().len(), 1);
+    assert_eq!(fake.dataset_names().len(), 1);
+    assert_eq!(fake.ontologies().len(), 1);
+    assert_eq!(fake.webhooks().len(), 1);
+    assert!(String::from_utf8_lossy(&second.stderr).contains("already set up"));
+    // AND the ontology has the ten animals, the webhook the secret from the environment
+    let tools = fake.ontologies()[0].normalized["tools"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(tools, 10);
+    assert_eq!(fake.webhooks()[0].secret, "hook-secret");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_api_key_it_fails_with_exit_2_and_sends_nothing() {
+    let fake = FakeLabelbox::start(KEY).await;
+
+    let out = modelobs(setup_args(&fake, false), Vec::new()).await;
+
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("LABELBOX_API_KEY"));
+    assert!(fake.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_url_without_its_secret_fails_before_any_request() {
+    let fake = FakeLabelbox::start(KEY).await;
+
+    let out = modelobs(setup_args(&fake, true), vec![("LABELBOX_API_KEY", KEY)]).await;
+
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("LABELBOX_WEBHOOK_SECRET"));
+    assert!(fake.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_key_fails_with_exit_1() {
+    let fake = FakeLabelbox::start(KEY).await;
+
+    let out = modelobs(
+        setup_args(&fake, false),
+        vec![("LABELBOX_API_KEY", "wrong")],
+    )
+    .await;
+
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("API key"));
+}

@@ -1,0 +1,960 @@
+//! A fake Labelbox: an HTTP/1.1 server on 127.0.0.1 that speaks the GraphQL
+//! operations this crate sends, keeps what they create in memory, records
+//! every request (path, `Authorization`, operation, variables, uploaded files),
+//! and can be told to answer the next request with a 429, a 5xx or a GraphQL
+//! error. Test-only (feature `fake`): one connection per request, no TLS.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// One request as the fake received it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// `/graphql` or `/_gql`.
+    pub path: String,
+    pub authorization: Option<String>,
+    pub content_type: Option<String>,
+    /// The GraphQL operation name (`CreateDatasetPyApi`).
+    pub operation: String,
+    pub query: String,
+    pub variables: Value,
+    /// Multipart file parts.
+    pub files: Vec<FilePart>,
+}
+
+#[derive(Debug, Clone)]
+pub struct FilePart {
+    pub field: String,
+    pub file_name: Option<String>,
+    pub content_type: Option<String>,
+    pub content: Vec<u8>,
+}
+
+/// An answer to force on the next request for an operation.
+#[derive(Debug, Clone)]
+pub enum Scripted {
+    /// A bare HTTP status (429, 500, 503...), with `Retry-After` seconds.
+    Status {
+        status: u16,
+        retry_after: Option<u64>,
+    },
+    /// HTTP 200 with a GraphQL `errors` array.
+    GraphqlError {
+        message: String,
+        code: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeDataRow {
+    pub id: String,
+    pub global_key: String,
+    pub row_data: String,
+    pub external_id: Option<String>,
+    pub dataset_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeBatch {
+    pub id: String,
+    pub project_id: String,
+    pub name: String,
+    pub global_keys: Vec<String>,
+    pub priority: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeImport {
+    pub id: String,
+    pub project_id: String,
+    pub name: String,
+    pub ndjson: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeWebhook {
+    pub id: String,
+    pub project_id: String,
+    pub url: String,
+    pub secret: String,
+    pub topics: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeProject {
+    pub id: String,
+    pub name: String,
+    pub ontology_id: Option<String>,
+    pub labeling_frontend_id: Option<String>,
+    pub showing_predictions: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct FakeOntology {
+    pub id: String,
+    pub name: String,
+    pub normalized: Value,
+}
+
+#[derive(Debug, Default)]
+struct Task {
+    polls_left: u32,
+    created: Vec<String>,
+    failed: Vec<(String, String)>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    api_key: String,
+    addr: String,
+    next_id: u64,
+    requests: Vec<Recorded>,
+    script: VecDeque<(String, Scripted)>,
+    task_polls: u32,
+    files: HashMap<String, Vec<u8>>,
+    datasets: Vec<(String, String)>,
+    projects: Vec<FakeProject>,
+    ontologies: Vec<FakeOntology>,
+    data_rows: Vec<FakeDataRow>,
+    tasks: HashMap<String, Task>,
+    jobs: HashMap<String, Vec<String>>,
+    batches: Vec<FakeBatch>,
+    imports: Vec<FakeImport>,
+    webhooks: Vec<FakeWebhook>,
+}
+
+impl State {
+    fn id(&mut self, prefix: &str) -> String {
+        self.next_id += 1;
+        format!("{prefix}-{}", self.next_id)
+    }
+}
+
+pub struct FakeLabelbox {
+    addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeLabelbox {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl FakeLabelbox {
+    /// Listens on a free port; accepts only `Authorization: Bearer <api_key>`.
+    pub async fn start(api_key: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1");
+        let addr = listener.local_addr().expect("local addr");
+        let state = Arc::new(Mutex::new(State {
+            api_key: api_key.to_string(),
+            addr: addr.to_string(),
+            ..State::default()
+        }));
+        let shared = state.clone();
+        let server = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let state = shared.clone();
+                tokio::spawn(async move {
+                    let _ = serve(stream, state).await;
+                });
+            }
+        });
+        Self {
+            addr,
+            state,
+            server,
+        }
+    }
+
+    /// The GraphQL endpoint to give the client.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}/graphql", self.addr)
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        f(&mut self.state.lock().expect("fake state"))
+    }
+
+    /// Answers the next request for `operation` (`"*"`: any) with `answer`.
+    pub fn script(&self, operation: &str, answer: Scripted) {
+        self.with(|s| s.script.push_back((operation.to_string(), answer)));
+    }
+
+    /// How many polls a data row upsert task stays `IN_PROGRESS`.
+    pub fn set_task_polls(&self, polls: u32) {
+        self.with(|s| s.task_polls = polls);
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.with(|s| s.requests.clone())
+    }
+
+    pub fn operations(&self) -> Vec<String> {
+        self.with(|s| s.requests.iter().map(|r| r.operation.clone()).collect())
+    }
+
+    pub fn clear_requests(&self) {
+        self.with(|s| s.requests.clear());
+    }
+
+    /// A data row made before the test (by someone else, an earlier run...).
+    pub fn insert_data_row(&self, global_key: &str, dataset_id: &str) -> String {
+        self.with(|s| {
+            let id = s.id("dr");
+            s.data_rows.push(FakeDataRow {
+                id: id.clone(),
+                global_key: global_key.to_string(),
+                row_data: "https://elsewhere.example/image.jpg".into(),
+                external_id: None,
+                dataset_id: dataset_id.to_string(),
+            });
+            id
+        })
+    }
+
+    pub fn insert_dataset(&self, name: &str) -> String {
+        self.with(|s| {
+            let id = s.id("ds");
+            s.datasets.push((id.clone(), name.to_string()));
+            id
+        })
+    }
+
+    pub fn data_rows(&self) -> Vec<FakeDataRow> {
+        self.with(|s| s.data_rows.clone())
+    }
+
+    pub fn batches(&self) -> Vec<FakeBatch> {
+        self.with(|s| s.batches.clone())
+    }
+
+    pub fn imports(&self) -> Vec<FakeImport> {
+        self.with(|s| s.imports.clone())
+    }
+
+    pub fn webhooks(&self) -> Vec<FakeWebhook> {
+        self.with(|s| s.webhooks.clone())
+    }
+
+    pub fn projects(&self) -> Vec<FakeProject> {
+        self.with(|s| s.projects.clone())
+    }
+
+    pub fn ontologies(&self) -> Vec<FakeOntology> {
+        self.with(|s| s.ontologies.clone())
+    }
+
+    pub fn dataset_names(&self) -> Vec<String> {
+        self.with(|s| s.datasets.iter().map(|(_, n)| n.clone()).collect())
+    }
+
+    /// What was uploaded under a URL `uploadFile` returned.
+    pub fn uploaded(&self, url: &str) -> Option<Vec<u8>> {
+        self.with(|s| s.files.get(url).cloned())
+    }
+}
+
+struct HttpRequest {
+    path: String,
+    headers: HashMap<String, String>,
+    body: Vec<u8>,
+}
+
+async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<()> {
+    let Some(request) = read_request(&mut stream).await? else {
+        return Ok(());
+    };
+    let (status, retry_after, body) = {
+        let mut state = state.lock().expect("fake state");
+        answer(&mut state, request)
+    };
+    let reason = match status {
+        200 => "OK",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        429 => "Too Many Requests",
+        _ => "Status",
+    };
+    let mut head = format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
+        body.len()
+    );
+    if let Some(seconds) = retry_after {
+        head.push_str(&format!("retry-after: {seconds}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+async fn read_request(stream: &mut TcpStream) -> std::io::Result<Option<HttpRequest>> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(i) = find(&buf, b"\r\n\r\n") {
+            break i;
+        }
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let mut lines = head.split("\r\n");
+    let request_line = lines.next().unwrap_or_default();
+    let path = request_line
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("/")
+        .to_string();
+    let headers: HashMap<String, String> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let mut body = buf[head_end + 4..].to_vec();
+    if let Some(length) = headers.get("content-length") {
+        let length: usize = length.parse().unwrap_or(0);
+        while body.len() < length {
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+    } else if headers
+        .get("transfer-encoding")
+        .is_some_and(|t| t.contains("chunked"))
+    {
+        while find(&body, b"0\r\n\r\n").is_none() {
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+        body = dechunk(&body);
+    }
+    Ok(Some(HttpRequest {
+        path,
+        headers,
+        body,
+    }))
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(line_end) = find(body, b"\r\n") {
+        let size = std::str::from_utf8(&body[..line_end])
+            .ok()
+            .and_then(|s| usize::from_str_radix(s.split(';').next().unwrap_or("").trim(), 16).ok())
+            .unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        let start = line_end + 2;
+        out.extend_from_slice(&body[start..(start + size).min(body.len())]);
+        body = &body[(start + size + 2).min(body.len())..];
+    }
+    out
+}
+
+/// `multipart/form-data` parts: (field, file name, content type, content).
+fn multipart(content_type: &str, body: &[u8]) -> Vec<FilePart> {
+    let Some(boundary) = content_type
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("boundary="))
+    else {
+        return Vec::new();
+    };
+    let delimiter = format!("--{}", boundary.trim_matches('"'));
+    let mut parts = Vec::new();
+    let mut rest = body;
+    while let Some(start) = find(rest, delimiter.as_bytes()) {
+        rest = &rest[start + delimiter.len()..];
+        if rest.starts_with(b"--") {
+            break;
+        }
+        let rest_part = rest.strip_prefix(b"\r\n").unwrap_or(rest);
+        let Some(head_end) = find(rest_part, b"\r\n\r\n") else {
+            break;
+        };
+        let head = String::from_utf8_lossy(&rest_part[..head_end]).to_string();
+        let content_start = &rest_part[head_end + 4..];
+        let end = find(content_start, format!("\r\n{delimiter}").as_bytes())
+            .unwrap_or(content_start.len());
+        let content = content_start[..end].to_vec();
+        let mut field = String::new();
+        let mut file_name = None;
+        let mut part_type = None;
+        for line in head.split("\r\n") {
+            let lower = line.to_ascii_lowercase();
+            if lower.starts_with("content-disposition:") {
+                for attr in line.split(';') {
+                    let attr = attr.trim();
+                    if let Some(v) = attr.strip_prefix("name=") {
+                        field = v.trim_matches('"').to_string();
+                    } else if let Some(v) = attr.strip_prefix("filename=") {
+                        file_name = Some(v.trim_matches('"').to_string());
+                    }
+                }
+            } else if lower.starts_with("content-type:") {
+                part_type = line.split_once(':').map(|(_, v)| v.trim().to_string());
+            }
+        }
+        parts.push(FilePart {
+            field,
+            file_name,
+            content_type: part_type,
+            content,
+        });
+        rest = content_start;
+    }
+    parts
+}
+
+fn operation_name(query: &str) -> String {
+    let rest = query.trim_start();
+    let rest = rest
+        .strip_prefix("mutation")
+        .or_else(|| rest.strip_prefix("query"))
+        .unwrap_or(rest)
+        .trim_start();
+    rest.chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect()
+}
+
+fn gql_error(message: impl Into<String>, code: Option<&str>) -> (u16, Option<u64>, String) {
+    let mut error = json!({ "message": message.into() });
+    if let Some(code) = code {
+        error["extensions"] = json!({ "code": code });
+    }
+    (
+        200,
+        None,
+        json!({ "data": Value::Null, "errors": [error] }).to_string(),
+    )
+}
+
+fn ok(data: Value) -> (u16, Option<u64>, String) {
+    (200, None, json!({ "data": data }).to_string())
+}
+
+fn answer(state: &mut State, request: HttpRequest) -> (u16, Option<u64>, String) {
+    let content_type = request.headers.get("content-type").cloned();
+    let authorization = request.headers.get("authorization").cloned();
+    let (query, variables, files) = match content_type.as_deref() {
+        Some(ct) if ct.starts_with("multipart/form-data") => {
+            let parts = multipart(ct, &request.body);
+            let operations: Value = parts
+                .iter()
+                .find(|p| p.field == "operations")
+                .and_then(|p| serde_json::from_slice(&p.content).ok())
+                .unwrap_or(Value::Null);
+            let files = parts
+                .into_iter()
+                .filter(|p| p.field != "operations" && p.field != "map")
+                .collect();
+            (
+                operations["query"].as_str().unwrap_or_default().to_string(),
+                operations["variables"].clone(),
+                files,
+            )
+        }
+        _ => {
+            let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+            (
+                body["query"].as_str().unwrap_or_default().to_string(),
+                body["variables"].clone(),
+                Vec::new(),
+            )
+        }
+    };
+    let operation = operation_name(&query);
+    state.requests.push(Recorded {
+        path: request.path.clone(),
+        authorization: authorization.clone(),
+        content_type,
+        operation: operation.clone(),
+        query: query.clone(),
+        variables: variables.clone(),
+        files: files.clone(),
+    });
+
+    if authorization.as_deref() != Some(format!("Bearer {}", state.api_key).as_str()) {
+        return (401, None, json!({ "message": "Unauthorized" }).to_string());
+    }
+    if let Some(i) = state
+        .script
+        .iter()
+        .position(|(op, _)| op == "*" || *op == operation)
+    {
+        let (_, scripted) = state.script.remove(i).expect("index from position");
+        return match scripted {
+            Scripted::Status {
+                status,
+                retry_after,
+            } => (
+                status,
+                retry_after,
+                json!({ "message": "scripted" }).to_string(),
+            ),
+            Scripted::GraphqlError { message, code } => gql_error(message, code.as_deref()),
+        };
+    }
+    let experimental = request.path == "/_gql";
+    if !experimental && request.path != "/graphql" {
+        return (404, None, "{}".into());
+    }
+    if operation == "createBatchV2PyApi" && !experimental {
+        return gql_error(
+            "Cannot query field \"createBatchV2\" on type \"ProjectMutation\".",
+            Some("GRAPHQL_VALIDATION_FAILED"),
+        );
+    }
+    dispatch(state, &operation, &query, &variables, &files)
+}
+
+fn dispatch(
+    state: &mut State,
+    operation: &str,
+    query: &str,
+    v: &Value,
+    files: &[FilePart],
+) -> (u16, Option<u64>, String) {
+    let s = |key: &str| v[key].as_str().unwrap_or_default().to_string();
+    match operation {
+        "UploadFile" => {
+            let Some(file) = files.iter().find(|f| f.field == "1") else {
+                return gql_error("no file under map key 1", Some("MALFORMED_REQUEST"));
+            };
+            if v["contentLength"].as_u64() != Some(file.content.len() as u64) {
+                return gql_error("contentLength does not match the file", None);
+            }
+            let n = state.id("file");
+            let url = format!("http://{}/files/{n}", state.addr);
+            state.files.insert(url.clone(), file.content.clone());
+            ok(json!({ "uploadFile": { "url": url, "filename": file.file_name } }))
+        }
+        "UpsertDataRowsPyApi" => upsert_data_rows(state, &s("manifestUri")),
+        "TaskStatusPyApi" => {
+            let id = v["where"]["id"].as_str().unwrap_or_default().to_string();
+            let Some(task) = state.tasks.get_mut(&id) else {
+                return gql_error(format!("task {id} not found"), Some("RESOURCE_NOT_FOUND"));
+            };
+            task.polls_left = task.polls_left.saturating_sub(1);
+            let status = if task.polls_left > 0 {
+                "IN_PROGRESS"
+            } else {
+                "COMPLETE"
+            };
+            ok(json!({ "task": { "id": id, "status": status } }))
+        }
+        "FailedDataRowImportsPyApi" => {
+            let task = state.tasks.get(&s("taskId"));
+            let results: Vec<Value> = task
+                .map(|t| {
+                    t.failed
+                        .iter()
+                        .map(|(message, gk)| json!({ "message": message, "spec": { "globalKey": gk } }))
+                        .collect()
+                })
+                .unwrap_or_default();
+            ok(
+                json!({ "failedDataRowImports": { "after": Value::Null, "total": results.len(), "results": results } }),
+            )
+        }
+        "SuccessesfulDataRowImportsPyApi" => {
+            let ids = state
+                .tasks
+                .get(&s("taskId"))
+                .map(|t| t.created.clone())
+                .unwrap_or_default();
+            let nodes: Vec<Value> = state
+                .data_rows
+                .iter()
+                .filter(|r| ids.contains(&r.id))
+                .map(|r| json!({ "id": r.id, "globalKey": r.global_key, "externalId": r.external_id, "rowData": r.row_data }))
+                .collect();
+            ok(
+                json!({ "successesfulDataRowImports": { "nodes": nodes, "after": Value::Null, "total": ids.len() } }),
+            )
+        }
+        "getDataRowsForGlobalKeysPyApi" => {
+            let keys = strings(&v["globalKeys"]);
+            let job = state.id("job");
+            state.jobs.insert(job.clone(), keys);
+            ok(json!({ "dataRowsForGlobalKeys": { "jobId": job } }))
+        }
+        "getDataRowsForGlobalKeysResultPyApi" => {
+            let keys = state.jobs.get(&s("jobId")).cloned().unwrap_or_default();
+            let mut fetched = Vec::new();
+            let mut not_found = Vec::new();
+            for key in keys {
+                match state.data_rows.iter().find(|r| r.global_key == key) {
+                    Some(r) => fetched.push(json!({ "id": r.id })),
+                    None => {
+                        fetched.push(json!({ "id": "" }));
+                        not_found.push(key);
+                    }
+                }
+            }
+            ok(
+                json!({ "dataRowsForGlobalKeysResult": { "jobStatus": "COMPLETE", "data": {
+                "fetchedDataRows": fetched, "notFoundGlobalKeys": not_found, "accessDeniedGlobalKeys": [] } } }),
+            )
+        }
+        "CheckAllDataRowsHaveBeenProcessedPyApi" => {
+            let keys = strings(&v["globalKeys"]);
+            let all = keys
+                .iter()
+                .all(|k| state.data_rows.iter().any(|r| &r.global_key == k));
+            ok(
+                json!({ "queryAllDataRowsHaveBeenProcessed": { "allDataRowsHaveBeenProcessed": all } }),
+            )
+        }
+        "createBatchV2PyApi" => {
+            let project_id = s("projectId");
+            let input = &v["batchInput"];
+            let name = input["name"].as_str().unwrap_or_default().to_string();
+            if !state.projects.iter().any(|p| p.id == project_id) {
+                return gql_error(
+                    format!("project {project_id} not found"),
+                    Some("RESOURCE_NOT_FOUND"),
+                );
+            }
+            if state
+                .batches
+                .iter()
+                .any(|b| b.project_id == project_id && b.name == name)
+            {
+                return gql_error(
+                    format!("Batch with name {name} already exists in project"),
+                    None,
+                );
+            }
+            let keys = strings(&input["globalKeys"]);
+            if let Some(missing) = keys
+                .iter()
+                .find(|k| !state.data_rows.iter().any(|r| &r.global_key == *k))
+            {
+                return gql_error(
+                    format!("Data row with global key {missing} not found"),
+                    None,
+                );
+            }
+            let id = state.id("batch");
+            state.batches.push(FakeBatch {
+                id: id.clone(),
+                project_id,
+                name: name.clone(),
+                global_keys: keys,
+                priority: input["priority"].as_u64().unwrap_or(5),
+            });
+            ok(
+                json!({ "project": { "createBatchV2": { "batch": { "id": id, "name": name }, "failedDataRowIds": [] } } }),
+            )
+        }
+        "createMALPredictionImportByFilePyApi" => {
+            let project_id = s("projectId");
+            let name = s("name");
+            let Some(file) = files.first() else {
+                return gql_error("no file", Some("MALFORMED_REQUEST"));
+            };
+            if file.content_type.as_deref() != Some("application/x-ndjson") {
+                return gql_error("import file must be application/x-ndjson", None);
+            }
+            if state
+                .imports
+                .iter()
+                .any(|i| i.project_id == project_id && i.name == name)
+            {
+                return gql_error(format!("Import with name {name} already exists"), None);
+            }
+            let id = state.id("import");
+            state.imports.push(FakeImport {
+                id: id.clone(),
+                project_id,
+                name: name.clone(),
+                ndjson: String::from_utf8_lossy(&file.content).to_string(),
+            });
+            ok(json!({ "createModelAssistedLabelingPredictionImport": mal_import(&id, &name) }))
+        }
+        "getModelAssistedLabelingPredictionImportPyApi" => {
+            let found = state
+                .imports
+                .iter()
+                .find(|i| i.project_id == s("projectId") && i.name == s("name"))
+                .map(|i| mal_import(&i.id, &i.name));
+            ok(json!({ "modelAssistedLabelingPredictionImport": found }))
+        }
+        "GetDatasetsPyApi" => {
+            let found: Vec<Value> = state
+                .datasets
+                .iter()
+                .filter(|(_, n)| *n == s("name"))
+                .map(|(id, n)| json!({ "id": id, "name": n }))
+                .collect();
+            ok(json!({ "datasets": found }))
+        }
+        "CreateDatasetPyApi" => {
+            let id = state.id("ds");
+            state.datasets.push((id.clone(), s("name")));
+            ok(json!({ "createDataset": { "id": id, "name": s("name") } }))
+        }
+        "GetProjectsPyApi" => {
+            let found: Vec<Value> = state
+                .projects
+                .iter()
+                .filter(|p| p.name == s("name"))
+                .map(|p| json!({ "id": p.id, "name": p.name }))
+                .collect();
+            ok(json!({ "projects": found }))
+        }
+        "CreateProjectPyApi" => {
+            if s("allowedMediaType") != "IMAGE" {
+                return gql_error("expected an IMAGE project", None);
+            }
+            let id = state.id("project");
+            state.projects.push(FakeProject {
+                id: id.clone(),
+                name: s("name"),
+                ontology_id: None,
+                labeling_frontend_id: None,
+                showing_predictions: false,
+            });
+            ok(json!({ "createProject": { "id": id, "name": s("name") } }))
+        }
+        "getOntologiesPyApi" => {
+            let search = s("search");
+            let nodes: Vec<Value> = state
+                .ontologies
+                .iter()
+                .filter(|o| o.name.contains(&search))
+                .map(|o| json!({ "id": o.id, "name": o.name, "normalized": o.normalized }))
+                .collect();
+            ok(json!({ "ontologies": { "nodes": nodes, "nextCursor": Value::Null } }))
+        }
+        "upsertRootSchemaNodePyApi" => {
+            let data = &v["data"];
+            let Some(normalized) = data["normalized"]
+                .as_str()
+                .and_then(|n| serde_json::from_str::<Value>(n).ok())
+            else {
+                return gql_error("normalized must be a JSON string", None);
+            };
+            let id = state.id("ontology");
+            let name = data["name"].as_str().unwrap_or_default().to_string();
+            state.ontologies.push(FakeOntology {
+                id: id.clone(),
+                name: name.clone(),
+                normalized: normalized.clone(),
+            });
+            ok(json!({ "upsertOntology": { "id": id, "name": name, "normalized": normalized } }))
+        }
+        "GetProjectSetupPyApi" | "GetProjectOntologyPyApi" => {
+            let Some(p) = state.projects.iter().find(|p| p.id == s("projectId")) else {
+                return gql_error("project not found", Some("RESOURCE_NOT_FOUND"));
+            };
+            let ontology = p
+                .ontology_id
+                .as_ref()
+                .and_then(|id| state.ontologies.iter().find(|o| &o.id == id))
+                .map(|o| json!({ "id": o.id, "name": o.name, "normalized": o.normalized.to_string() }));
+            let webhooks: Vec<Value> = state
+                .webhooks
+                .iter()
+                .filter(|w| w.project_id == p.id)
+                .map(
+                    |w| json!({ "id": w.id, "url": w.url, "topics": w.topics, "status": "ACTIVE" }),
+                )
+                .collect();
+            ok(json!({ "project": {
+                "id": p.id,
+                "ontology": ontology,
+                "labelingFrontend": p.labeling_frontend_id.as_ref().map(|id| json!({ "id": id })),
+                "webhooks": webhooks,
+            }}))
+        }
+        "GetLabelingFrontendsPyApi" => {
+            ok(json!({ "labelingFrontends": [{ "id": "lf-editor", "name": "Editor" }] }))
+        }
+        "ConnectProjectAndLabelingFrontendPyApi" => {
+            let Some(p) = state.projects.iter_mut().find(|p| p.id == s("projectId")) else {
+                return gql_error("project not found", Some("RESOURCE_NOT_FOUND"));
+            };
+            p.labeling_frontend_id = Some(s("labelingFrontendId"));
+            ok(json!({ "updateProject": { "id": p.id } }))
+        }
+        "CreateLabelingFrontendOptionsPyApi" => {
+            let id = state.id("lfo");
+            ok(json!({ "createLabelingFrontendOptions": { "id": id } }))
+        }
+        "ConnectOntologyPyApi" => {
+            let ontology = s("ontologyId");
+            if !state.ontologies.iter().any(|o| o.id == ontology) {
+                return gql_error("ontology not found", Some("RESOURCE_NOT_FOUND"));
+            }
+            let Some(p) = state.projects.iter_mut().find(|p| p.id == s("projectId")) else {
+                return gql_error("project not found", Some("RESOURCE_NOT_FOUND"));
+            };
+            if p.labeling_frontend_id.is_none() {
+                return gql_error("project has no labeling frontend", None);
+            }
+            p.ontology_id = Some(ontology);
+            ok(json!({ "project": { "connectOntology": { "id": p.id } } }))
+        }
+        "toggle_model_assisted_labelingPyApi" => {
+            let Some(p) = state.projects.iter_mut().find(|p| p.id == s("project_id")) else {
+                return gql_error("project not found", Some("RESOURCE_NOT_FOUND"));
+            };
+            p.showing_predictions = v["show"].as_bool().unwrap_or(false);
+            ok(json!({ "project": { "showPredictionsToLabelers": {
+                "id": p.id, "showingPredictionsToLabelers": p.showing_predictions } } }))
+        }
+        "CreateWebhookPyApi" => {
+            let (Some(project_id), Some(url), Some(secret)) = (
+                literal_after(query, "project:{id:"),
+                literal_after(query, "url:"),
+                literal_after(query, "secret:"),
+            ) else {
+                return gql_error("createWebhook: project, url and secret are required", None);
+            };
+            let topics: Vec<String> = query
+                .split("set:[")
+                .nth(1)
+                .and_then(|t| t.split(']').next())
+                .map(|t| t.split_whitespace().map(str::to_string).collect())
+                .unwrap_or_default();
+            let id = state.id("webhook");
+            state.webhooks.push(FakeWebhook {
+                id: id.clone(),
+                project_id,
+                url: url.clone(),
+                secret,
+                topics: topics.clone(),
+            });
+            ok(
+                json!({ "createWebhook": { "id": id, "url": url, "topics": topics, "status": "ACTIVE" } }),
+            )
+        }
+        other => gql_error(
+            format!("Cannot query operation {other:?}"),
+            Some("GRAPHQL_VALIDATION_FAILED"),
+        ),
+    }
+}
+
+fn mal_import(id: &str, name: &str) -> Value {
+    json!({ "id": id, "name": name, "state": "RUNNING", "inputFileUrl": Value::Null,
+        "errorFileUrl": Value::Null, "statusFileUrl": Value::Null, "progress": Value::Null })
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The string literal that follows `marker` in a query.
+fn literal_after(query: &str, marker: &str) -> Option<String> {
+    let start = query.find(marker)? + marker.len();
+    let rest = query[start..].trim_start();
+    serde_json::Deserializer::from_str(rest)
+        .into_iter::<String>()
+        .next()?
+        .ok()
+}
+
+fn upsert_data_rows(state: &mut State, manifest_uri: &str) -> (u16, Option<u64>, String) {
+    let Some(manifest) = state
+        .files
+        .get(manifest_uri)
+        .and_then(|m| serde_json::from_slice::<Value>(m).ok())
+    else {
+        return gql_error("manifest not found", Some("MALFORMED_REQUEST"));
+    };
+    if manifest["source"] != "SDK" || manifest["item_count"].as_u64().is_none() {
+        return gql_error(
+            "manifest needs source and item_count",
+            Some("MALFORMED_REQUEST"),
+        );
+    }
+    let mut items = Vec::new();
+    for uri in strings(&manifest["chunk_uris"]) {
+        let Some(chunk) = state
+            .files
+            .get(&uri)
+            .and_then(|c| serde_json::from_slice::<Vec<Value>>(c).ok())
+        else {
+            return gql_error(format!("chunk {uri} not found"), Some("MALFORMED_REQUEST"));
+        };
+        items.extend(chunk);
+    }
+    let mut task = Task {
+        polls_left: state.task_polls,
+        ..Task::default()
+    };
+    for item in items {
+        let payload = &item["payload"];
+        if item["id"]["type"] != "AUTO" {
+            task.failed
+                .push(("fake supports AUTO keys only".into(), String::new()));
+            continue;
+        }
+        let (Some(row_data), Some(dataset_id)) =
+            (payload["row_data"].as_str(), payload["dataset_id"].as_str())
+        else {
+            task.failed
+                .push(("row_data and dataset_id are required".into(), String::new()));
+            continue;
+        };
+        let global_key = payload["global_key"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if state.data_rows.iter().any(|r| r.global_key == global_key) {
+            task.failed.push((
+                format!("Duplicate global keys found: {global_key}"),
+                global_key,
+            ));
+            continue;
+        }
+        let id = state.id("dr");
+        state.data_rows.push(FakeDataRow {
+            id: id.clone(),
+            global_key,
+            row_data: row_data.to_string(),
+            external_id: payload["external_id"].as_str().map(str::to_string),
+            dataset_id: dataset_id.to_string(),
+        });
+        task.created.push(id);
+    }
+    let id = state.id("task");
+    let status = if task.polls_left > 0 {
+        "IN_PROGRESS"
+    } else {
+        "COMPLETE"
+    };
+    state.tasks.insert(id.clone(), task);
+    ok(json!({ "upsertDataRows": { "id": id, "status": status } }))
+}
