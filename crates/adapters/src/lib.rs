@@ -11,6 +11,19 @@ use std::future::Future;
 use bytes::Bytes;
 use thiserror::Error;
 
+/// JSON logs for a function, level from `RUST_LOG` (default info); Lambda
+/// adds the time and request id to each line.
+pub fn init_tracing() {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_current_span(false)
+        .without_time()
+        .init();
+}
+
 #[derive(Debug, Error)]
 pub enum StoreError {
     /// Worth retrying: throttling, 5xx, timeouts, connection errors.

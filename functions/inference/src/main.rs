@@ -8,7 +8,7 @@ use modelobs_adapters::s3::S3Store;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    inference::init_tracing();
+    modelobs_adapters::init_tracing();
     let config = Config::from_env()?;
     let deps = Deps {
         detector: config.load_detector()?,

@@ -10,13 +10,7 @@ use modelobs_adapters::s3::S3Store;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .without_time()
-        .init();
+    modelobs_adapters::init_tracing();
     let bucket = std::env::var("DATA_BUCKET").context("DATA_BUCKET is not set")?;
     let deps = Deps {
         store: S3Store::new(S3Store::client_from_env().await, bucket),

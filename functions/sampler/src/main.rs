@@ -11,13 +11,7 @@ use sampler::handler::{self, Deps};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .without_time()
-        .init();
+    modelobs_adapters::init_tracing();
     let bucket = std::env::var("DATA_BUCKET").context("DATA_BUCKET is not set")?;
     // SAMPLING_POLICY: the policy JSON document (docs/data-contract.md); unset = defaults.
     let policy = match std::env::var("SAMPLING_POLICY") {

@@ -14,13 +14,7 @@ fn var(name: &str) -> anyhow::Result<String> {
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .without_time()
-        .init();
+    modelobs_adapters::init_tracing();
     // WEBHOOK_SECRET: in AWS resolved from Secrets Manager by the template
     // ({{resolve:secretsmanager:...}}) into the environment, read once here.
     let secret = var("WEBHOOK_SECRET")?;
