@@ -20,18 +20,20 @@ export ORT_DYLIB_PATH ?= $(ORT_LIB)
 export MODELOBS_TEST_PHOTOS ?= /usr/share/darknet/data
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build release test fmt-check clippy unit crosscheck bench-eval demo clean ort photos layer bench-inference test-localstack
+.PHONY: all build release test fmt-check clippy unit crosscheck bench-eval demo clean ort photos layer bench-inference test-localstack lint-template test-local-resources
 
 all: build
 
-build:
-	$(CARGO) build --workspace
+## build: `sam build` of every function in template.yaml (release, arm64, cross-compiled by
+## cargo-lambda + zig from scripts/cargo-lambda.sh) into .aws-sam/; then `sam deploy --guided`.
+build: layer
+	bash scripts/cargo-lambda.sh bash scripts/sam.sh build --template template.yaml
 
 release:
 	$(CARGO) build --release -p modelobs-cli
 
 ## test: formatting, lints, unit + integration tests, COCO cross-check against pycocotools.
-test: fmt-check clippy unit crosscheck test-localstack
+test: fmt-check clippy unit crosscheck test-localstack lint-template test-local-resources
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -56,11 +58,22 @@ photos:
 layer:
 	bash infra/layer/build.sh x86_64
 	bash infra/layer/build.sh aarch64
+	bash infra/layer/model.sh
 
 ## test-localstack: the real AWS adapters against LocalStack (host mode, no Docker), started and stopped around the run.
 test-localstack:
 	$(CARGO) test --workspace --test '*localstack*' --no-run
 	MODELOBS_REQUIRE_LOCALSTACK=1 localstack/with-stack $(CARGO) test --workspace --test '*localstack*'
+
+## lint-template: `sam validate --lint` (pinned SAM CLI, scripts/sam.sh), then the template's
+## wiring against the code (binaries, env vars, S3 prefixes, layers, dashboard; localstack/test_template.py).
+lint-template:
+	bash scripts/sam.sh validate --lint --template template.yaml
+	"$$(bash scripts/sam.sh --python)" localstack/test_template.py
+
+## test-local-resources: what localstack/init.py creates from template.yaml (queues, redrive, notifications) is the template's.
+test-local-resources:
+	MODELOBS_REQUIRE_LOCALSTACK=1 localstack/with-stack "$$(bash scripts/sam.sh --python)" localstack/test_template.py LocalStackMatchesTemplate
 
 ## crosscheck: `modelobs eval` vs pycocotools on generated sets (edge cases and pycocotools quirks), to 1e-9.
 crosscheck: release
