@@ -48,11 +48,7 @@ FUNCTIONS = dict(cfn.functions(T))
 # Known gaps while other work lands. Each entry must still be a gap: once the code
 # catches up the test fails and asks for the entry to go, so the list cannot rot.
 PENDING_BINARIES = {}
-PENDING_ENV = {
-    ("SamplerFunction", "LABELBOX_API_KEY_SECRET_ARN"): (
-        "sampler/src/main.rs reads LABELBOX_API_KEY from the environment, not through modelobs_adapters::secrets"
-    ),
-}
+PENDING_ENV = {}
 # Conditions that switch a feature on; the checks look at the template with them on
 # (Fn::If takes its first branch; AWS::NoValue drops out).
 FEATURES = {"UseObserve"}

@@ -75,6 +75,8 @@ def main():
         "label-created-sha1-only.json": event(created, "LABEL_CREATED", sha256=False),
         "label-updated.json": event(payload("2026-11-26T10:00:00.000Z", horses_v2), "LABEL_UPDATED"),
         "label-deleted.json": event(payload("2026-11-26T11:00:00.000Z"), "LABEL_DELETED"),
+        # Only the label's id: the webhook fetches the label from Labelbox (LABEL_SOURCE=labelbox).
+        "label-created-without-label.json": event(payload("2026-11-26T09:15:00.000Z"), "LABEL_CREATED"),
         "review-created.json": event(payload("2026-11-26T10:30:00.000Z", label_id="rev-1",
                                              label={"id": "clx9k2b0f000108l5d3h2a7qz"}, score=1), "REVIEW_CREATED"),
         "topic-in-payload.json": event(payload("2026-11-26T09:15:00.000Z", horses_v1, event="LABEL_CREATED"), None),

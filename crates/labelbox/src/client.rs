@@ -217,6 +217,27 @@ impl LabelboxClient {
             .ok_or_else(|| LabelboxError::Protocol("uploadFile: no url".into()))
     }
 
+    /// A file Labelbox points to (an export chunk): a signed storage URL,
+    /// fetched without the API key, as the SDK does (`requests.get(url)`).
+    pub(crate) async fn download(&self, url: &str) -> Result<Vec<u8>, LabelboxError> {
+        let response = self.http.get(url).send().await?;
+        let status = response.status();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            return Err(LabelboxError::RateLimited {
+                retry_after: retry_after(response.headers()),
+            });
+        }
+        if status.is_server_error() {
+            return Err(LabelboxError::Server(status.as_u16()));
+        }
+        if !status.is_success() {
+            return Err(LabelboxError::Protocol(format!(
+                "downloading an export file: HTTP {status}"
+            )));
+        }
+        Ok(response.bytes().await?.to_vec())
+    }
+
     async fn send_with_retries<F>(
         &self,
         operation: &str,

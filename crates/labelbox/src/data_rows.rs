@@ -29,9 +29,9 @@ pub struct DataRowRef {
 }
 
 #[derive(Debug, Deserialize)]
-struct TaskState {
-    id: String,
-    status: String,
+pub(crate) struct TaskState {
+    pub(crate) id: String,
+    pub(crate) status: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -150,7 +150,10 @@ impl LabelboxClient {
     }
 
     /// Polls `task(where: {id})` until it leaves `IN_PROGRESS`.
-    async fn wait_for_task(&self, mut task: TaskState) -> Result<TaskState, LabelboxError> {
+    pub(crate) async fn wait_for_task(
+        &self,
+        mut task: TaskState,
+    ) -> Result<TaskState, LabelboxError> {
         const QUERY: &str = "query TaskStatusPyApi($where: WhereUniqueIdInput) {\
             task(where: $where) { id status } }";
         #[derive(Deserialize)]

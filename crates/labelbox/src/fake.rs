@@ -106,6 +106,16 @@ struct Task {
     polls_left: u32,
     created: Vec<String>,
     failed: Vec<(String, String)>,
+    /// An export task's RESULT stream (NDJSON).
+    export: Option<Vec<u8>>,
+}
+
+/// A label as an export row carries it under `projects.<id>.labels[]`.
+#[derive(Debug, Clone)]
+struct ExportLabel {
+    project_id: String,
+    global_key: String,
+    label: Value,
 }
 
 #[derive(Debug, Default)]
@@ -126,6 +136,9 @@ struct State {
     batches: Vec<FakeBatch>,
     imports: Vec<FakeImport>,
     webhooks: Vec<FakeWebhook>,
+    labels: Vec<ExportLabel>,
+    /// Bytes per export file chunk (`exportFileFromOffset`); `None`: one chunk.
+    export_chunk: Option<usize>,
 }
 
 impl State {
@@ -257,6 +270,24 @@ impl FakeLabelbox {
         self.with(|s| s.datasets.iter().map(|(_, n)| n.clone()).collect())
     }
 
+    /// A label on the data row `global_key` in `project_id`, as export v2 writes
+    /// it (`{"id", "label_details": {...}, "annotations": {"objects": [...]}}`).
+    /// Exports of that project filtered to that global key return it.
+    pub fn insert_label(&self, project_id: &str, global_key: &str, label: Value) {
+        self.with(|s| {
+            s.labels.push(ExportLabel {
+                project_id: project_id.to_string(),
+                global_key: global_key.to_string(),
+                label,
+            })
+        });
+    }
+
+    /// Hands out export results in chunks of `bytes` (paging by offset).
+    pub fn set_export_chunk(&self, bytes: usize) {
+        self.with(|s| s.export_chunk = Some(bytes.max(1)));
+    }
+
     /// What was uploaded under a URL `uploadFile` returned.
     pub fn uploaded(&self, url: &str) -> Option<Vec<u8>> {
         self.with(|s| s.files.get(url).cloned())
@@ -264,6 +295,7 @@ impl FakeLabelbox {
 }
 
 struct HttpRequest {
+    method: String,
     path: String,
     headers: HashMap<String, String>,
     body: Vec<u8>,
@@ -275,7 +307,12 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::Resu
     };
     let (status, retry_after, body) = {
         let mut state = state.lock().expect("fake state");
-        answer(&mut state, request)
+        if request.method == "GET" {
+            download(&mut state, request)
+        } else {
+            let (status, retry_after, body) = answer(&mut state, request);
+            (status, retry_after, body.into_bytes())
+        }
     };
     let reason = match status {
         200 => "OK",
@@ -293,7 +330,7 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::Resu
     }
     head.push_str("\r\n");
     stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
+    stream.write_all(&body).await?;
     stream.shutdown().await
 }
 
@@ -313,6 +350,11 @@ async fn read_request(stream: &mut TcpStream) -> std::io::Result<Option<HttpRequ
     let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
     let mut lines = head.split("\r\n");
     let request_line = lines.next().unwrap_or_default();
+    let method = request_line
+        .split_whitespace()
+        .next()
+        .unwrap_or("POST")
+        .to_string();
     let path = request_line
         .split_whitespace()
         .nth(1)
@@ -346,6 +388,7 @@ async fn read_request(stream: &mut TcpStream) -> std::io::Result<Option<HttpRequ
         body = dechunk(&body);
     }
     Ok(Some(HttpRequest {
+        method,
         path,
         headers,
         body,
@@ -437,6 +480,25 @@ fn operation_name(query: &str) -> String {
     rest.chars()
         .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
         .collect()
+}
+
+/// `GET /files/<n>`: a file `uploadFile` stored or an export chunk. Recorded
+/// with operation `GET` (and whatever `Authorization` came with it).
+fn download(state: &mut State, request: HttpRequest) -> (u16, Option<u64>, Vec<u8>) {
+    state.requests.push(Recorded {
+        path: request.path.clone(),
+        authorization: request.headers.get("authorization").cloned(),
+        content_type: None,
+        operation: "GET".into(),
+        query: String::new(),
+        variables: Value::Null,
+        files: Vec::new(),
+    });
+    let url = format!("http://{}{}", state.addr, request.path);
+    match state.files.get(&url) {
+        Some(content) => (200, None, content.clone()),
+        None => (404, None, b"{}".to_vec()),
+    }
 }
 
 fn gql_error(message: impl Into<String>, code: Option<&str>) -> (u16, Option<u64>, String) {
@@ -552,6 +614,27 @@ fn dispatch(
             ok(json!({ "uploadFile": { "url": url, "filename": file.file_name } }))
         }
         "UpsertDataRowsPyApi" => upsert_data_rows(state, &s("manifestUri")),
+        "exportDataRowsInProjectPyApi" => start_export(state, &v["input"]),
+        "GetExportMetadataHeaderPyApi" => {
+            let id = v["where"]["id"].as_str().unwrap_or_default().to_string();
+            if v["streamType"] != "RESULT" {
+                return gql_error("the fake streams RESULT only", None);
+            }
+            let Some(task) = state.tasks.get(&id) else {
+                return gql_error(format!("task {id} not found"), Some("RESOURCE_NOT_FOUND"));
+            };
+            let Some(content) = &task.export else {
+                return gql_error(format!("task {id} is not an export"), None);
+            };
+            if task.polls_left > 0 {
+                return gql_error(format!("task {id} is not done"), None);
+            }
+            let lines = content.iter().filter(|b| **b == b'\n').count();
+            // As the API writes UInt64: strings.
+            ok(json!({ "task": { "exportMetadataHeader": {
+                "totalSize": content.len().to_string(), "totalLines": lines.to_string() } } }))
+        }
+        "GetExportFileFromOffsetPyApi" => export_chunk(state, v),
         "TaskStatusPyApi" => {
             let id = v["where"]["id"].as_str().unwrap_or_default().to_string();
             let Some(task) = state.tasks.get_mut(&id) else {
@@ -883,6 +966,120 @@ fn literal_after(query: &str, marker: &str) -> Option<String> {
         .into_iter::<String>()
         .next()?
         .ok()
+}
+
+/// `exportDataRowsInProject`: checks the input the way the SDK builds it and
+/// snapshots the matching rows into a task's RESULT stream.
+fn start_export(state: &mut State, input: &Value) -> (u16, Option<u64>, String) {
+    let project_id = input["filters"]["projectId"].as_str().unwrap_or_default();
+    if project_id.is_empty() {
+        return gql_error("filters.projectId is required", Some("MALFORMED_REQUEST"));
+    }
+    if input["taskName"].as_str().is_none_or(str::is_empty)
+        || input["streamable"] != true
+        || input["isStreamableReady"] != true
+    {
+        return gql_error("expected a named, streamable export", None);
+    }
+    let Some(query) = input["filters"]["searchQuery"]["query"].as_array() else {
+        return gql_error("filters.searchQuery.query must be a list", None);
+    };
+    let mut keys: Option<Vec<String>> = None;
+    for filter in query {
+        match (filter["type"].as_str(), filter["operator"].as_str()) {
+            (Some("global_key"), Some("is")) => {
+                keys.get_or_insert_with(Vec::new)
+                    .extend(strings(&filter["ids"]));
+            }
+            _ => return gql_error(format!("the fake does not filter by {filter}"), None),
+        }
+    }
+    let with_details = input["params"]["includeLabelDetails"] == true;
+    let mut row_keys: Vec<String> = Vec::new();
+    for l in state.labels.iter().filter(|l| l.project_id == project_id) {
+        if keys.as_ref().is_none_or(|k| k.contains(&l.global_key))
+            && !row_keys.contains(&l.global_key)
+        {
+            row_keys.push(l.global_key.clone());
+        }
+    }
+    let mut content = String::new();
+    for key in row_keys {
+        let labels: Vec<Value> = state
+            .labels
+            .iter()
+            .filter(|l| l.project_id == project_id && l.global_key == key)
+            .map(|l| {
+                let mut label = l.label.clone();
+                if !with_details && let Some(label) = label.as_object_mut() {
+                    label.remove("label_details");
+                }
+                label
+            })
+            .collect();
+        let data_row_id = state
+            .data_rows
+            .iter()
+            .find(|r| r.global_key == key)
+            .map(|r| r.id.clone())
+            .unwrap_or_else(|| format!("dr-of-{key}"));
+        let row = json!({
+            "data_row": { "id": data_row_id, "global_key": key, "external_id": Value::Null,
+                "row_data": "https://elsewhere.example/image.jpg" },
+            "media_attributes": { "height": 512, "width": 773, "mime_type": "image/jpeg" },
+            "projects": { project_id: { "name": "fake project", "labels": labels } },
+        });
+        content.push_str(&row.to_string());
+        content.push('\n');
+    }
+    let id = state.id("task");
+    state.tasks.insert(
+        id.clone(),
+        Task {
+            polls_left: state.task_polls,
+            export: Some(content.into_bytes()),
+            ..Task::default()
+        },
+    );
+    ok(json!({ "exportDataRowsInProject": { "taskId": id, "isStreamable": true } }))
+}
+
+/// `exportFileFromOffset`: the chunk holding `offset`, stored as a file.
+fn export_chunk(state: &mut State, v: &Value) -> (u16, Option<u64>, String) {
+    let id = v["where"]["id"].as_str().unwrap_or_default().to_string();
+    if v["streamType"] != "RESULT" {
+        return gql_error("the fake streams RESULT only", None);
+    }
+    // UInt64! arrives as a string from the SDK.
+    let Some(offset) = v["offset"].as_str().and_then(|o| o.parse::<usize>().ok()) else {
+        return gql_error(
+            "offset must be a UInt64 string",
+            Some("GRAPHQL_VALIDATION_FAILED"),
+        );
+    };
+    let Some(content) = state.tasks.get(&id).and_then(|t| t.export.clone()) else {
+        return gql_error(
+            format!("export task {id} not found"),
+            Some("RESOURCE_NOT_FOUND"),
+        );
+    };
+    if offset >= content.len() {
+        return ok(json!({ "task": { "exportFileFromOffset": Value::Null } }));
+    }
+    let size = state.export_chunk.unwrap_or(content.len());
+    let start = offset / size * size;
+    let end = (start + size).min(content.len()) - 1;
+    let line_of = |at: usize| content[..at].iter().filter(|b| **b == b'\n').count();
+    let n = state.id("file");
+    let url = format!("http://{}/files/{n}", state.addr);
+    state
+        .files
+        .insert(url.clone(), content[start..=end].to_vec());
+    ok(json!({ "task": { "exportFileFromOffset": {
+        "offsets": { "start": start.to_string(), "end": end.to_string() },
+        "lines": { "start": line_of(start).to_string(), "end": line_of(end).to_string() },
+        "file": url,
+    } } }))
 }
 
 fn upsert_data_rows(state: &mut State, manifest_uri: &str) -> (u16, Option<u64>, String) {

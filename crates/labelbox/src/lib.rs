@@ -10,6 +10,7 @@
 pub mod client;
 pub mod data_rows;
 pub mod error;
+pub mod export;
 #[cfg(feature = "fake")]
 pub mod fake;
 pub mod labeling;
@@ -19,6 +20,7 @@ pub mod setup;
 pub use client::{DEFAULT_ENDPOINT, LabelboxClient, Polling};
 pub use data_rows::{DataRowRef, NewDataRow};
 pub use error::LabelboxError;
+pub use export::{ExportedBox, ExportedLabel};
 pub use labeling::{
     BatchOutcome, BatchSpec, BoxPrelabel, ImportOutcome, MalImport, prelabels_ndjson,
 };

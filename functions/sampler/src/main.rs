@@ -26,7 +26,9 @@ async fn main() -> Result<(), Error> {
     // LABELING_BACKEND: `local` (labeling/queue/ for the local labelers) or `labelbox`.
     let backend = match std::env::var("LABELING_BACKEND").as_deref() {
         Ok("labelbox") => {
-            let client = modelobs_labelbox::LabelboxClient::new(var("LABELBOX_API_KEY")?)?;
+            // LABELBOX_API_KEY locally; in AWS, LABELBOX_API_KEY_SECRET_ARN from Secrets Manager.
+            let api_key = modelobs_adapters::secrets::resolve_secret("LABELBOX_API_KEY").await?;
+            let client = modelobs_labelbox::LabelboxClient::new(api_key)?;
             let project_id = var("LABELBOX_PROJECT_ID")?;
             let tools = client.project_tool_names(&project_id).await?;
             let days: u64 = std::env::var("LABELBOX_URL_DAYS")

@@ -2,6 +2,14 @@
 //! the evaluation. 200 only after both the label and the queue message are
 //! safe; S3 or SQS trouble answers 503 so the sender retries.
 //!
+//! A created or updated label whose payload lacks the label JSON is fetched
+//! from its source (Labelbox's export) and then mapped like one that came
+//! with it. Labelbox unavailable (throttled, 5xx, export still running): 503,
+//! the sender retries. Labelbox refusing (bad API key, a rejected query): 502.
+//! The label not there (deleted since, or never in that project): 202 and a
+//! warning, because no retry of this delivery can change that, and a deletion
+//! arrives as its own event.
+//!
 //! Exactly once in effect: each label version is written to
 //! `labels/history/<id>/<version>.json` once, `labels/<id>.json` only moves
 //! forward (compare-and-swap on its ETag), and a `<version>.queued` marker
@@ -21,10 +29,13 @@ use thiserror::Error;
 
 use crate::payload::{self, ClassMap, LabelEvent, PayloadError, Topic};
 use crate::signature::{self, SignatureError};
+use crate::source::{FetchError, LabelFetcher, LabelRef};
 
-pub struct Deps<S, Q> {
+pub struct Deps<S, Q, F> {
     pub store: S,
     pub queue: Q,
+    /// Labels the payload does not carry (`None`: not configured, 400).
+    pub fetcher: F,
     pub secret: Vec<u8>,
     pub max_body_bytes: usize,
     pub class_map: ClassMap,
@@ -47,6 +58,8 @@ enum WebhookError {
     Store(#[from] StoreError),
     #[error("metrics queue unavailable: {0}")]
     Queue(String),
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
 }
 
 #[derive(Debug, Error)]
@@ -60,6 +73,11 @@ impl WebhookError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Payload(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Store(_) | Self::Queue(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Fetch(e) => match e {
+                FetchError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                FetchError::Refused(_) => StatusCode::BAD_GATEWAY,
+                FetchError::NoProject | FetchError::NotConfigured => StatusCode::BAD_REQUEST,
+            },
         }
     }
 
@@ -69,6 +87,11 @@ impl WebhookError {
             Self::Unauthorized(_) => "unauthorized",
             Self::Payload(_) | Self::BadRequest(_) => "bad_request",
             Self::Store(_) | Self::Queue(_) => "unavailable",
+            Self::Fetch(e) => match e {
+                FetchError::Unavailable(_) => "unavailable",
+                FetchError::Refused(_) => "label_source_error",
+                FetchError::NoProject | FetchError::NotConfigured => "bad_request",
+            },
         }
     }
 }
@@ -85,7 +108,10 @@ fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
-pub async fn handle<S: ObjectStore, Q: Queue>(req: Request, deps: &Deps<S, Q>) -> Response<Body> {
+pub async fn handle<S: ObjectStore, Q: Queue, F: LabelFetcher>(
+    req: Request,
+    deps: &Deps<S, Q, F>,
+) -> Response<Body> {
     let request_id = req
         .lambda_context_ref()
         .map(|c| c.request_id.clone())
@@ -111,9 +137,9 @@ pub async fn handle<S: ObjectStore, Q: Queue>(req: Request, deps: &Deps<S, Q>) -
     }
 }
 
-async fn process<S: ObjectStore, Q: Queue>(
+async fn process<S: ObjectStore, Q: Queue, F: LabelFetcher>(
     req: &Request,
-    deps: &Deps<S, Q>,
+    deps: &Deps<S, Q, F>,
 ) -> Result<(StatusCode, serde_json::Value), WebhookError> {
     let body: &[u8] = req.body().as_ref();
     if body.len() > deps.max_body_bytes {
@@ -141,8 +167,8 @@ async fn process<S: ObjectStore, Q: Queue>(
     store_and_queue(deps, &topic, event).await
 }
 
-async fn get<S: ObjectStore, Q>(
-    deps: &Deps<S, Q>,
+async fn get<S: ObjectStore, Q, F>(
+    deps: &Deps<S, Q, F>,
     key: &str,
 ) -> Result<Option<modelobs_adapters::StoredObject>, StoreError> {
     deps.backoff
@@ -150,8 +176,8 @@ async fn get<S: ObjectStore, Q>(
         .await
 }
 
-async fn put<S: ObjectStore, Q>(
-    deps: &Deps<S, Q>,
+async fn put<S: ObjectStore, Q, F>(
+    deps: &Deps<S, Q, F>,
     key: &str,
     body: Bytes,
     condition: PutCondition,
@@ -164,8 +190,8 @@ async fn put<S: ObjectStore, Q>(
         .await
 }
 
-async fn store_and_queue<S: ObjectStore, Q: Queue>(
-    deps: &Deps<S, Q>,
+async fn store_and_queue<S: ObjectStore, Q: Queue, F: LabelFetcher>(
+    deps: &Deps<S, Q, F>,
     topic: &str,
     event: LabelEvent,
 ) -> Result<(StatusCode, serde_json::Value), WebhookError> {
@@ -178,6 +204,36 @@ async fn store_and_queue<S: ObjectStore, Q: Queue>(
     if get(deps, &capture_key).await?.is_none() {
         return Err(WebhookError::BadRequest(format!("no capture {id}")));
     }
+
+    let event = match (event.topic, &event.objects) {
+        (Topic::LabelCreated | Topic::LabelUpdated, None) => {
+            let label = LabelRef {
+                project_id: event.project_id.clone(),
+                global_key: id.to_string(),
+                label_id: event.label_id.clone(),
+            };
+            match deps.fetcher.fetch(&label).await? {
+                // The source's time when later: the version of what was read.
+                Some(fetched) => LabelEvent {
+                    updated_at: fetched
+                        .updated_at
+                        .map_or(event.updated_at, |t| t.max(event.updated_at)),
+                    objects: Some(fetched.objects),
+                    ..event
+                },
+                None => {
+                    tracing::warn!(%id, label_id = %event.label_id, project_id = ?event.project_id,
+                        "label not found at its source; nothing stored");
+                    return Ok((
+                        StatusCode::ACCEPTED,
+                        json!({"status": "ignored", "topic": topic, "id": id,
+                            "label_id": event.label_id, "why": "label not found at its source"}),
+                    ));
+                }
+            }
+        }
+        _ => event,
+    };
 
     let label_key = keys::label(id);
     let current = get(deps, &label_key).await?;
@@ -225,10 +281,9 @@ async fn store_and_queue<S: ObjectStore, Q: Queue>(
                 ));
             }
         },
-        (_, None) => {
-            return Err(WebhookError::BadRequest(
-                "the payload carries no label JSON (field label), and fetching labels from Labelbox is not configured".into(),
-            ));
+        // Created and updated labels without objects were fetched above.
+        (Topic::LabelCreated | Topic::LabelUpdated, None) => {
+            return Err(FetchError::NotConfigured.into());
         }
     };
     let version = truth.version();

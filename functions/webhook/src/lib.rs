@@ -4,3 +4,4 @@
 pub mod handler;
 pub mod payload;
 pub mod signature;
+pub mod source;

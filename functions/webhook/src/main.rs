@@ -5,8 +5,11 @@ use lambda_http::{Error, service_fn};
 use modelobs_adapters::queue::SqsQueue;
 use modelobs_adapters::retry::Backoff;
 use modelobs_adapters::s3::S3Store;
+use modelobs_adapters::secrets::resolve_secret;
+use modelobs_labelbox::{LabelboxClient, Polling};
 use webhook::handler::{self, Deps};
 use webhook::payload::ClassMap;
+use webhook::source::LabelboxFetcher;
 
 fn var(name: &str) -> anyhow::Result<String> {
     std::env::var(name).with_context(|| format!("{name} is not set"))
@@ -15,9 +18,32 @@ fn var(name: &str) -> anyhow::Result<String> {
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     modelobs_adapters::init_tracing();
-    // WEBHOOK_SECRET: in AWS resolved from Secrets Manager by the template
-    // ({{resolve:secretsmanager:...}}) into the environment, read once here.
-    let secret = var("WEBHOOK_SECRET")?;
+    // WEBHOOK_SECRET locally; in AWS, WEBHOOK_SECRET_ARN read once from Secrets Manager.
+    let secret = resolve_secret("WEBHOOK_SECRET").await?;
+    // LABEL_SOURCE=labelbox: events without the label JSON are fetched from
+    // Labelbox, with LABELBOX_API_KEY (or LABELBOX_API_KEY_SECRET_ARN).
+    let source = std::env::var("LABEL_SOURCE").unwrap_or_else(|_| "labelbox".into());
+    let fetcher = match source.as_str() {
+        "labelbox" => Some(LabelboxFetcher {
+            // The function has 15 s: short retries, and an export still running
+            // after 8 s is a 503, so Labelbox delivers the event again.
+            client: LabelboxClient::new(resolve_secret("LABELBOX_API_KEY").await?)?
+                .with_backoff(Backoff {
+                    attempts: 3,
+                    first_delay: std::time::Duration::from_millis(300),
+                    max_delay: std::time::Duration::from_secs(1),
+                })
+                .with_max_retry_after(std::time::Duration::from_secs(2))
+                .with_polling(Polling {
+                    interval: std::time::Duration::from_millis(700),
+                    timeout: std::time::Duration::from_secs(8),
+                }),
+            default_project_id: std::env::var("LABELBOX_PROJECT_ID")
+                .ok()
+                .filter(|p| !p.is_empty()),
+        }),
+        _ => None,
+    };
     let class_map = match std::env::var("CLASS_MAP") {
         Ok(doc) if !doc.trim().is_empty() => ClassMap(
             serde_json::from_str(&doc).context("CLASS_MAP must be a JSON object of names")?,
@@ -27,6 +53,7 @@ async fn main() -> Result<(), Error> {
     let deps = Deps {
         store: S3Store::new(S3Store::client_from_env().await, var("DATA_BUCKET")?),
         queue: SqsQueue::new(SqsQueue::client_from_env().await, var("METRICS_QUEUE_URL")?),
+        fetcher,
         secret: secret.into_bytes(),
         max_body_bytes: match std::env::var("MAX_BODY_BYTES") {
             Ok(v) => v.parse().context("MAX_BODY_BYTES")?,
@@ -34,7 +61,7 @@ async fn main() -> Result<(), Error> {
         },
         class_map,
         backoff: Backoff::default(),
-        source: std::env::var("LABEL_SOURCE").unwrap_or_else(|_| "labelbox".into()),
+        source,
     };
     let deps = &deps;
     lambda_http::run(service_fn(move |req| async move {

@@ -48,6 +48,8 @@ pub struct LabelEvent {
     pub topic: Topic,
     pub label_id: String,
     pub capture_id: CaptureId,
+    /// `project.id`: where to fetch the label from when the payload lacks it.
+    pub project_id: Option<String>,
     /// When the label last changed: its version.
     pub updated_at: DateTime<Utc>,
     /// `None` when the payload carries no label JSON.
@@ -127,6 +129,7 @@ pub fn parse(
             topic,
             label_id,
             capture_id,
+            project_id: str_at(&v, &["project", "id"]).map(str::to_string),
             updated_at,
             objects,
             review_score: v.get("score").and_then(Value::as_f64),

@@ -9,11 +9,17 @@ use modelobs_adapters::memory::MemoryStore;
 use modelobs_adapters::queue::MemoryQueue;
 use modelobs_adapters::retry::Backoff;
 use modelobs_adapters::{ObjectStore, PutCondition};
+use modelobs_core::LabelboxBox;
 use modelobs_core::keys;
 use modelobs_core::records::{self, CaptureRecord, GroundTruth};
 use serde_json::Value;
 use webhook::handler::{Deps, handle};
 use webhook::payload::ClassMap;
+use webhook::payload::LabelledObject;
+use webhook::source::{FetchError, FetchedLabel, LabelRef, MemoryFetcher};
+
+/// Fetching from Labelbox not configured (LABEL_SOURCE=local).
+type TestDeps = Deps<MemoryStore, MemoryQueue, Option<MemoryFetcher>>;
 
 const SECRET: &[u8] = b"test-webhook-secret";
 const CAPTURE: &[u8] = include_bytes!("../../../events/records/capture-record.json");
@@ -26,7 +32,7 @@ fn fixture(name: &str) -> Request {
 }
 
 /// A stack that has seen the fixture's capture.
-async fn deps() -> Deps<MemoryStore, MemoryQueue> {
+async fn deps() -> TestDeps {
     let store = MemoryStore::new();
     let capture: CaptureRecord = records::from_json(CAPTURE).unwrap();
     store
@@ -41,6 +47,7 @@ async fn deps() -> Deps<MemoryStore, MemoryQueue> {
     Deps {
         store,
         queue: MemoryQueue::new(),
+        fetcher: None,
         secret: SECRET.to_vec(),
         max_body_bytes: 1024 * 1024,
         class_map: ClassMap::default(),
@@ -49,7 +56,10 @@ async fn deps() -> Deps<MemoryStore, MemoryQueue> {
     }
 }
 
-async fn call(d: &Deps<MemoryStore, MemoryQueue>, req: Request) -> (u16, Value) {
+async fn call<F: webhook::source::LabelFetcher>(
+    d: &Deps<MemoryStore, MemoryQueue, F>,
+    req: Request,
+) -> (u16, Value) {
     let resp = handle(req, d).await;
     let Body::Text(text) = resp.body() else {
         panic!("text body")
@@ -62,7 +72,7 @@ fn capture_id() -> String {
     c.id.to_string()
 }
 
-fn label(d: &Deps<MemoryStore, MemoryQueue>) -> GroundTruth {
+fn label<F>(d: &Deps<MemoryStore, MemoryQueue, F>) -> GroundTruth {
     let id = modelobs_core::records::CaptureId::parse(&capture_id()).unwrap();
     records::from_json(&d.store.body(&keys::label(id)).expect("labels/<id>.json")).unwrap()
 }
@@ -231,4 +241,182 @@ async fn storage_or_queue_trouble_is_503_and_the_retry_succeeds_once() {
     let (status, body) = call(&d, fixture("label-created.json")).await;
     assert_eq!((status, body["status"].as_str()), (200, Some("accepted")));
     assert_eq!(d.queue.sent().len(), 1);
+}
+
+// --- labels the payload does not carry: fetched from the label source ---
+
+const LABEL_ID: &str = "clx9k2b0f000108l5d3h2a7qz";
+const PROJECT_ID: &str = "clx9jy0aa000008l5fffff000";
+
+/// The three horses of label-created.json, as a label source returns them.
+fn horses(updated_at: Option<&str>) -> FetchedLabel {
+    let horse = |left, top, width, height| LabelledObject {
+        name: "Horse".into(),
+        bbox: LabelboxBox {
+            top,
+            left,
+            height,
+            width,
+        },
+    };
+    FetchedLabel {
+        objects: vec![
+            horse(0.0, 185.0, 158.0, 235.0),
+            horse(398.0, 130.0, 212.0, 240.0),
+            horse(212.0, 190.0, 113.0, 175.0),
+        ],
+        updated_at: updated_at.map(|t| t.parse().unwrap()),
+    }
+}
+
+/// A stack that has seen the capture and fetches labels from `fetcher`.
+async fn fetching(fetcher: MemoryFetcher) -> Deps<MemoryStore, MemoryQueue, MemoryFetcher> {
+    let d = deps().await;
+    Deps {
+        store: d.store,
+        queue: d.queue,
+        fetcher,
+        secret: d.secret,
+        max_body_bytes: d.max_body_bytes,
+        class_map: d.class_map,
+        backoff: d.backoff,
+        source: d.source,
+    }
+}
+
+#[tokio::test]
+async fn a_label_without_its_json_is_fetched_and_stored_like_one_with_it() {
+    // GIVEN the label source has the label the event names
+    let fetcher = MemoryFetcher::new();
+    fetcher.insert(LABEL_ID, horses(None));
+    let d = fetching(fetcher).await;
+
+    // WHEN the event without the label JSON arrives
+    let (status, body) = call(&d, fixture("label-created-without-label.json")).await;
+
+    // THEN the label was fetched by project, global key and label id
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        d.fetcher.requests(),
+        [LabelRef {
+            project_id: Some(PROJECT_ID.into()),
+            global_key: capture_id(),
+            label_id: LABEL_ID.into(),
+        }]
+    );
+    // AND the ground truth is exactly what the same label in the payload gives
+    let with_json = deps().await;
+    let (status, _) = call(&with_json, fixture("label-created.json")).await;
+    assert_eq!(status, 200);
+    assert_eq!(label(&d), label(&with_json));
+    // AND one message went out for its version
+    let sent = d.queue.sent();
+    assert_eq!(sent.len(), 1);
+    let msg: Value = serde_json::from_str(&sent[0]).unwrap();
+    assert_eq!(msg["label_version"], label(&d).version());
+}
+
+#[tokio::test]
+async fn a_fetched_label_newer_than_its_event_is_stored_at_the_sources_time() {
+    // GIVEN the label changed at 09:40, after the 09:15 event was sent
+    let fetcher = MemoryFetcher::new();
+    fetcher.insert(LABEL_ID, horses(Some("2026-11-26T09:40:00Z")));
+    let d = fetching(fetcher).await;
+
+    let (status, body) = call(&d, fixture("label-created-without-label.json")).await;
+
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        label(&d).updated_at.to_rfc3339(),
+        "2026-11-26T09:40:00+00:00"
+    );
+}
+
+#[tokio::test]
+async fn labelbox_unavailable_is_503_with_no_side_effect_and_the_redelivery_succeeds() {
+    // GIVEN a label source that is down for one request
+    let fetcher = MemoryFetcher::new();
+    fetcher.insert(LABEL_ID, horses(None));
+    fetcher.fail_next(FetchError::Unavailable("HTTP 503".into()));
+    let d = fetching(fetcher).await;
+    let before = d.store.keys();
+
+    // WHEN the event arrives, and again
+    let (status, body) = call(&d, fixture("label-created-without-label.json")).await;
+
+    // THEN the first answer asks for a retry and wrote nothing
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "unavailable");
+    assert_eq!(d.store.keys(), before);
+    assert!(d.queue.sent().is_empty());
+    // AND the redelivery stores the label
+    let (status, body) = call(&d, fixture("label-created-without-label.json")).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("accepted")));
+    assert_eq!(d.queue.sent().len(), 1);
+}
+
+#[tokio::test]
+async fn labelbox_refusing_is_502_with_no_side_effect() {
+    let fetcher = MemoryFetcher::new();
+    fetcher.fail_next(FetchError::Refused("Labelbox rejected the API key".into()));
+    let d = fetching(fetcher).await;
+    let before = d.store.keys();
+
+    let (status, body) = call(&d, fixture("label-created-without-label.json")).await;
+
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["error"]["code"], "label_source_error");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("API key")
+    );
+    assert_eq!(d.store.keys(), before);
+    assert!(d.queue.sent().is_empty());
+}
+
+#[tokio::test]
+async fn a_label_missing_at_its_source_is_202_and_writes_nothing() {
+    // GIVEN a label source without the label (deleted since the event was sent)
+    let d = fetching(MemoryFetcher::new()).await;
+    let before = d.store.keys();
+
+    let (status, body) = call(&d, fixture("label-created-without-label.json")).await;
+
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (202, Some("ignored")),
+        "{body}"
+    );
+    assert_eq!(body["label_id"], LABEL_ID);
+    assert_eq!(d.store.keys(), before);
+    assert!(d.queue.sent().is_empty());
+}
+
+#[tokio::test]
+async fn without_a_label_source_a_payload_without_label_json_is_400() {
+    let d = deps().await;
+
+    let (status, body) = call(&d, fixture("label-created-without-label.json")).await;
+
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no label JSON"),
+        "{body}"
+    );
+    assert!(d.queue.sent().is_empty());
+}
+
+#[tokio::test]
+async fn the_source_is_not_asked_when_the_payload_carries_the_label_or_a_deletion() {
+    for name in ["label-created.json", "label-deleted.json"] {
+        let d = fetching(MemoryFetcher::new()).await;
+        let (status, body) = call(&d, fixture(name)).await;
+        assert_eq!(status, 200, "{name}: {body}");
+        assert!(d.fetcher.requests().is_empty(), "{name}");
+    }
 }

@@ -1,0 +1,245 @@
+//! Reading labels back: a streamable export of a project's data rows (the
+//! SDK's `Project.export(filters={"global_keys": [...]}, params={"label_details":
+//! True})`), for a webhook event that names a label without carrying it.
+//!
+//! Export v2 is asynchronous: `exportDataRowsInProject` starts a task, the task
+//! is polled until done, `exportMetadataHeader` says how many bytes the result
+//! has, and `exportFileFromOffset` hands out signed URLs of consecutive chunks
+//! of an NDJSON file, one data row a line.
+
+use modelobs_core::boxes::LabelboxBox;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::client::{Api, LabelboxClient};
+use crate::data_rows::TaskState;
+use crate::error::LabelboxError;
+
+/// One label as an export row holds it: its boxes, and when it last changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportedLabel {
+    pub label_id: String,
+    /// `label_details.updated_at` (else `created_at`), as Labelbox wrote it.
+    pub updated_at: Option<String>,
+    /// The bounding boxes; other kinds of objects are left out.
+    pub objects: Vec<ExportedBox>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportedBox {
+    /// The ontology tool's name (`name`, else `value`).
+    pub name: String,
+    pub bbox: LabelboxBox,
+}
+
+/// A UInt64 the API may send as a number or as a string.
+fn uint(v: &Value) -> Option<u64> {
+    match v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ExportObject {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    value: Option<String>,
+    #[serde(default)]
+    bounding_box: Option<LabelboxBox>,
+}
+
+impl LabelboxClient {
+    /// The export rows (one JSON object per data row) of `project_id`'s data
+    /// rows with these global keys, labels with their details included.
+    pub async fn export_rows(
+        &self,
+        project_id: &str,
+        global_keys: &[String],
+        task_name: &str,
+    ) -> Result<Vec<Value>, LabelboxError> {
+        const START: &str = "mutation exportDataRowsInProjectPyApi($input: ExportDataRowsInProjectInput!) {\
+            exportDataRowsInProject(input: $input) { taskId isStreamable } }";
+        let input = json!({
+            "taskName": task_name,
+            "isStreamableReady": true,
+            "filters": {
+                "projectId": project_id,
+                "searchQuery": {
+                    "scope": Value::Null,
+                    "query": [{ "ids": global_keys, "operator": "is", "type": "global_key" }],
+                },
+            },
+            "params": {
+                "mediaTypeOverride": Value::Null,
+                "includeAttachments": false,
+                "includeEmbeddings": false,
+                "includeMetadata": false,
+                "includeDataRowDetails": true,
+                "includeProjectDetails": false,
+                "includePerformanceDetails": false,
+                "includeLabelDetails": true,
+                "includeInterpolatedFrames": false,
+            },
+            "streamable": true,
+        });
+        let data = self
+            .execute_on(Api::Main, START, json!({ "input": input }))
+            .await?;
+        let task_id = data
+            .pointer("/exportDataRowsInProject/taskId")
+            .and_then(Value::as_str)
+            .ok_or_else(|| LabelboxError::Protocol("exportDataRowsInProject: no taskId".into()))?
+            .to_string();
+        let task = self
+            .wait_for_task(TaskState {
+                id: task_id,
+                status: "IN_PROGRESS".into(),
+            })
+            .await?;
+        if task.status != "COMPLETE" {
+            return Err(LabelboxError::Task {
+                task: task.id,
+                detail: format!("export ended {}", task.status),
+                timed_out: false,
+            });
+        }
+        let content = self.export_result(&task.id).await?;
+        String::from_utf8_lossy(&content)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                serde_json::from_str(l)
+                    .map_err(|e| LabelboxError::Protocol(format!("export row is not JSON: {e}")))
+            })
+            .collect()
+    }
+
+    /// The whole RESULT stream of a finished export task, chunk by chunk.
+    async fn export_result(&self, task_id: &str) -> Result<Vec<u8>, LabelboxError> {
+        const HEADER: &str = "query GetExportMetadataHeaderPyApi($where: WhereUniqueIdInput, $streamType: TaskStreamType!) {\
+            task(where: $where) { exportMetadataHeader(streamType: $streamType) { totalSize totalLines } } }";
+        const CHUNK: &str = "query GetExportFileFromOffsetPyApi($where: WhereUniqueIdInput, $streamType: TaskStreamType!, $offset: UInt64!) {\
+            task(where: $where) { exportFileFromOffset(streamType: $streamType, offset: $offset) {\
+            offsets { start end } lines { start end } file } } }";
+        let data = self
+            .execute_on(
+                Api::Main,
+                HEADER,
+                json!({ "where": { "id": task_id }, "streamType": "RESULT" }),
+            )
+            .await?;
+        // No header, or an empty one: nothing matched the filters.
+        let total = match data
+            .pointer("/task/exportMetadataHeader/totalSize")
+            .map(uint)
+        {
+            Some(Some(total)) => total,
+            _ => return Ok(Vec::new()),
+        };
+        let mut content = Vec::new();
+        let mut offset = 0u64;
+        while offset < total {
+            let data = self
+                .execute_on(
+                    Api::Main,
+                    CHUNK,
+                    json!({
+                        "where": { "id": task_id },
+                        "streamType": "RESULT",
+                        // UInt64 travels as a string, as the SDK sends it.
+                        "offset": offset.to_string(),
+                    }),
+                )
+                .await?;
+            let chunk = data
+                .pointer("/task/exportFileFromOffset")
+                .filter(|c| !c.is_null())
+                .ok_or_else(|| {
+                    LabelboxError::Protocol(format!("export {task_id}: no file at offset {offset}"))
+                })?;
+            let (Some(start), Some(end), Some(url)) = (
+                chunk.pointer("/offsets/start").and_then(uint),
+                chunk.pointer("/offsets/end").and_then(uint),
+                chunk.get("file").and_then(Value::as_str),
+            ) else {
+                return Err(LabelboxError::Protocol(format!(
+                    "export {task_id}: a chunk without offsets or file: {chunk}"
+                )));
+            };
+            if start > offset || end < offset {
+                return Err(LabelboxError::Protocol(format!(
+                    "export {task_id}: asked for offset {offset}, got {start}..={end}"
+                )));
+            }
+            let bytes = self.download(url).await?;
+            if bytes.len() as u64 != end - start + 1 {
+                return Err(LabelboxError::Protocol(format!(
+                    "export {task_id}: chunk {start}..={end} has {} bytes",
+                    bytes.len()
+                )));
+            }
+            content.extend_from_slice(&bytes[(offset - start) as usize..]);
+            offset = end + 1;
+        }
+        Ok(content)
+    }
+
+    /// The label `label_id` on the data row `global_key` in `project_id`;
+    /// `None` when the row or the label is not (or no longer) there.
+    pub async fn export_label(
+        &self,
+        project_id: &str,
+        global_key: &str,
+        label_id: &str,
+    ) -> Result<Option<ExportedLabel>, LabelboxError> {
+        let rows = self
+            .export_rows(
+                project_id,
+                &[global_key.to_string()],
+                &format!("modelobs-label-{label_id}"),
+            )
+            .await?;
+        let label = rows
+            .iter()
+            .filter(|row| {
+                row.pointer("/data_row/global_key")
+                    .and_then(Value::as_str)
+                    .is_none_or(|k| k == global_key)
+            })
+            .filter_map(|row| row.pointer(&format!("/projects/{project_id}/labels")))
+            .filter_map(Value::as_array)
+            .flatten()
+            .find(|l| l.get("id").and_then(Value::as_str) == Some(label_id));
+        let Some(label) = label else {
+            return Ok(None);
+        };
+        let objects: Vec<ExportObject> = match label.pointer("/annotations/objects") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(list) => serde_json::from_value(list.clone()).map_err(|e| {
+                LabelboxError::Protocol(format!("label {label_id}: annotations.objects: {e}"))
+            })?,
+        };
+        let objects = objects
+            .into_iter()
+            .filter_map(|o| {
+                Some(ExportedBox {
+                    name: o.name.or(o.value)?,
+                    bbox: o.bounding_box?,
+                })
+            })
+            .collect();
+        let details = label.get("label_details");
+        let updated_at = details
+            .and_then(|d| d.get("updated_at").or(d.get("created_at")))
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        Ok(Some(ExportedLabel {
+            label_id: label_id.to_string(),
+            updated_at,
+            objects,
+        }))
+    }
+}
