@@ -2,9 +2,13 @@
 //! an in-memory one for tests and local tools.
 
 pub mod memory;
+pub mod observe;
+#[cfg(feature = "fake")]
+pub mod observe_fake;
 pub mod queue;
 pub mod retry;
 pub mod s3;
+pub mod secrets;
 
 use std::future::Future;
 
@@ -65,6 +69,14 @@ pub struct StoredObject {
     pub etag: String,
 }
 
+/// One object as a listing names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedObject {
+    pub key: String,
+    pub etag: String,
+    pub last_modified: Option<std::time::SystemTime>,
+}
+
 /// The one data bucket.
 pub trait ObjectStore: Send + Sync {
     fn put(
@@ -83,6 +95,12 @@ pub trait ObjectStore: Send + Sync {
         &self,
         key: &str,
     ) -> impl Future<Output = Result<Option<StoredObject>, StoreError>> + Send;
+
+    /// Every object whose key starts with `prefix`, in key order (all pages).
+    fn list(
+        &self,
+        prefix: &str,
+    ) -> impl Future<Output = Result<Vec<ListedObject>, StoreError>> + Send;
 }
 
 /// One store shared by several users (e.g. a handler and its labeling backend).
@@ -106,5 +124,12 @@ impl<T: ObjectStore> ObjectStore for std::sync::Arc<T> {
         key: &str,
     ) -> impl Future<Output = Result<Option<StoredObject>, StoreError>> + Send {
         (**self).get(key)
+    }
+
+    fn list(
+        &self,
+        prefix: &str,
+    ) -> impl Future<Output = Result<Vec<ListedObject>, StoreError>> + Send {
+        (**self).list(prefix)
     }
 }

@@ -4,14 +4,16 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 
-use crate::{ObjectStore, PutCondition, PutOutcome, StoreError, StoredObject};
+use crate::{ListedObject, ObjectStore, PutCondition, PutOutcome, StoreError, StoredObject};
 
 #[derive(Default)]
 pub struct MemoryStore {
-    objects: Mutex<BTreeMap<String, (StoredObject, String)>>,
+    /// Object, content type, when it was written.
+    objects: Mutex<BTreeMap<String, (StoredObject, String, SystemTime)>>,
     next_etag: AtomicU64,
     /// The next this-many calls fail with a transient error.
     failures: AtomicU32,
@@ -36,7 +38,7 @@ impl MemoryStore {
             .lock()
             .unwrap()
             .get(key)
-            .map(|(o, _)| o.body.clone())
+            .map(|(o, _, _)| o.body.clone())
     }
 
     pub fn content_type(&self, key: &str) -> Option<String> {
@@ -44,7 +46,7 @@ impl MemoryStore {
             .lock()
             .unwrap()
             .get(key)
-            .map(|(_, ct)| ct.clone())
+            .map(|(_, ct, _)| ct.clone())
     }
 
     fn injected_failure(&self) -> Result<(), StoreError> {
@@ -67,7 +69,7 @@ impl ObjectStore for MemoryStore {
     ) -> Result<PutOutcome, StoreError> {
         self.injected_failure()?;
         let mut objects = self.objects.lock().unwrap();
-        let current = objects.get(key).map(|(o, _)| o.etag.as_str());
+        let current = objects.get(key).map(|(o, _, _)| o.etag.as_str());
         let allowed = match (&condition, current) {
             (PutCondition::Always, _) => true,
             (PutCondition::IfAbsent, existing) => existing.is_none(),
@@ -86,6 +88,7 @@ impl ObjectStore for MemoryStore {
                     etag: etag.clone(),
                 },
                 content_type.to_string(),
+                SystemTime::now(),
             ),
         );
         Ok(PutOutcome::Written { etag })
@@ -104,7 +107,23 @@ impl ObjectStore for MemoryStore {
             .lock()
             .unwrap()
             .get(key)
-            .map(|(o, _)| o.clone()))
+            .map(|(o, _, _)| o.clone()))
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ListedObject>, StoreError> {
+        self.injected_failure()?;
+        Ok(self
+            .objects
+            .lock()
+            .unwrap()
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, (o, _, at))| ListedObject {
+                key: k.clone(),
+                etag: o.etag.clone(),
+                last_modified: Some(*at),
+            })
+            .collect())
     }
 }
 
@@ -158,6 +177,25 @@ mod tests {
             .unwrap();
         assert!(matches!(swap, PutOutcome::Written { .. }));
         assert_eq!(s.body("k").unwrap(), Bytes::from_static(b"4"));
+    }
+
+    #[tokio::test]
+    async fn list_is_sorted_and_stays_inside_its_prefix() {
+        let s = MemoryStore::new();
+        for key in ["a/2", "a/1", "a0", "a/1/x", "b/1", "a"] {
+            s.put(key, Bytes::new(), "text/plain", PutCondition::Always)
+                .await
+                .unwrap();
+        }
+        let listed = s.list("a/").await.unwrap();
+        let keys: Vec<_> = listed.iter().map(|o| o.key.as_str()).collect();
+        assert_eq!(keys, ["a/1", "a/1/x", "a/2"]);
+        assert_eq!(
+            listed[2].etag,
+            s.get("a/2").await.unwrap().unwrap().etag,
+            "the listing's ETag is the object's"
+        );
+        assert!(s.list("c/").await.unwrap().is_empty());
     }
 
     #[tokio::test]

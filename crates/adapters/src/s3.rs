@@ -5,12 +5,14 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 
-use crate::{ObjectStore, PutCondition, PutOutcome, StoreError, StoredObject};
+use crate::{ListedObject, ObjectStore, PutCondition, PutOutcome, StoreError, StoredObject};
 
 #[derive(Clone)]
 pub struct S3Store {
     client: aws_sdk_s3::Client,
     bucket: String,
+    /// `MaxKeys` per ListObjectsV2 page; `None`: S3's default (1000).
+    list_page_size: Option<i32>,
 }
 
 impl S3Store {
@@ -18,7 +20,14 @@ impl S3Store {
         Self {
             client,
             bucket: bucket.into(),
+            list_page_size: None,
         }
+    }
+
+    /// Smaller listing pages: lets tests walk several pages without 1000 keys.
+    pub fn with_list_page_size(mut self, keys: i32) -> Self {
+        self.list_page_size = Some(keys);
+        self
     }
 
     /// A client from the environment. With an endpoint override (LocalStack)
@@ -140,5 +149,35 @@ impl ObjectStore for S3Store {
             .map_err(|e| StoreError::Transient(format!("get {key}: reading body: {e}")))?
             .into_bytes();
         Ok(Some(StoredObject { body, etag }))
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ListedObject>, StoreError> {
+        let mut listed = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_max_keys(self.list_page_size)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| classify("list", prefix, &e))?;
+            listed.extend(page.contents().iter().filter_map(|o| {
+                Some(ListedObject {
+                    key: o.key()?.to_string(),
+                    etag: o.e_tag().unwrap_or_default().to_string(),
+                    last_modified: o
+                        .last_modified()
+                        .and_then(|t| std::time::SystemTime::try_from(*t).ok()),
+                })
+            }));
+            match page.next_continuation_token() {
+                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_string()),
+                _ => return Ok(listed),
+            }
+        }
     }
 }

@@ -240,3 +240,47 @@ async fn awkward_keys_round_trip() {
         assert_eq!(store.get(&key).await.unwrap(), None, "{key:?} after delete");
     }
 }
+
+#[tokio::test]
+async fn list_walks_every_page_in_key_order_and_stays_in_its_prefix() {
+    let Some((store, _, prefix)) = stack("list").await else {
+        return;
+    };
+    // Two keys a page: five keys take three pages.
+    let store = store.with_list_page_size(2);
+    let mut etags = Vec::new();
+    for name in ["w/3", "w/1", "w/5", "w/2", "w/4", "w0", "x/1"] {
+        let etag = written(
+            store
+                .put(
+                    &format!("{prefix}{name}"),
+                    Bytes::from(name.as_bytes().to_vec()),
+                    "text/plain",
+                    PutCondition::Always,
+                )
+                .await
+                .unwrap(),
+        );
+        etags.push((format!("{prefix}{name}"), etag));
+    }
+
+    // WHEN the prefix is listed
+    let listed = store.list(&format!("{prefix}w/")).await.unwrap();
+
+    // THEN all five come back, sorted, each with the ETag its put reported
+    let keys: Vec<_> = listed.iter().map(|o| o.key.clone()).collect();
+    let want: Vec<_> = (1..=5).map(|i| format!("{prefix}w/{i}")).collect();
+    assert_eq!(keys, want);
+    for o in &listed {
+        let (_, etag) = etags.iter().find(|(k, _)| *k == o.key).unwrap();
+        assert_eq!(&o.etag, etag, "{}", o.key);
+        assert!(o.last_modified.is_some(), "{}", o.key);
+    }
+    assert!(
+        store
+            .list(&format!("{prefix}nothing-here/"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

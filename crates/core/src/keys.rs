@@ -4,7 +4,7 @@
 //! Time partitions (`dt=YYYY-MM-DD/hr=HH`) are by capture time in UTC, so a
 //! window's evaluations are one prefix listing away.
 
-use chrono::{DateTime, NaiveDate, Timelike, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Timelike, Utc};
 
 use crate::classes::CocoClass;
 use crate::error::CoreError;
@@ -173,16 +173,90 @@ pub fn rejected_upload(incoming_key: &str) -> (String, String) {
     (key, reason)
 }
 
-/// `windows/touched/<hour|day>/<start>/<model-version>`: a window whose
-/// evaluations changed since the last rollup. Written by the metrics handler
-/// (one marker per window, no read-modify-write), consumed by the rollup.
+/// Where the touch markers live: `windows/touched/`.
+pub const WINDOWS_TOUCHED: &str = "windows/touched/";
+
+/// `windows/touched/<hour|day>/<start>/<model-version>/`: the touch markers of
+/// a window whose evaluations changed since the last rollup.
 pub fn window_touched(window: &Window, model_version: &str) -> Result<String, CoreError> {
     Ok(format!(
-        "{WINDOWS}touched/{}/{}/{}",
+        "{WINDOWS_TOUCHED}{}/{}/{}/",
         window.granularity.as_str(),
         window_start(window),
         check_segment(model_version)?
     ))
+}
+
+/// `windows/touched/<hour|day>/<start>/<model-version>/<touch>`: one touch of
+/// a window, written by the metrics handler, deleted by the rollup that saw
+/// it. Each touch is a new key (`touch` unique per message and time), so a
+/// rollup never deletes a touch it did not read (see the rollup).
+pub fn window_touch(
+    window: &Window,
+    model_version: &str,
+    touch: &str,
+) -> Result<String, CoreError> {
+    Ok(format!(
+        "{}{}",
+        window_touched(window, model_version)?,
+        check_segment(touch)?
+    ))
+}
+
+/// What a touch marker key says: which window of which model version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TouchKey {
+    pub window: Window,
+    pub model_version: String,
+}
+
+/// Parses [`window_touch`] keys; anything else under `windows/touched/` is not ours.
+pub fn parse_window_touch(key: &str) -> Result<TouchKey, CoreError> {
+    let bad = |why: &str| CoreError::InvalidKey {
+        key: key.to_string(),
+        why: why.to_string(),
+    };
+    let rest = key
+        .strip_prefix(WINDOWS_TOUCHED)
+        .ok_or_else(|| bad("not under windows/touched/"))?;
+    let parts: Vec<&str> = rest.split('/').collect();
+    let [granularity, start, version, touch] = parts[..] else {
+        return Err(bad("expected <hour|day>/<start>/<model-version>/<touch>"));
+    };
+    let window = match granularity {
+        "hour" => NaiveDateTime::parse_from_str(&format!("{start}:00"), "%Y-%m-%dT%H:%M")
+            .ok()
+            .filter(|_| start.len() == 13)
+            .map(|t| Window {
+                granularity: Granularity::Hour,
+                start: t.and_utc(),
+            }),
+        "day" => NaiveDate::parse_from_str(start, "%Y-%m-%d")
+            .ok()
+            .filter(|_| start.len() == 10)
+            .map(|d| Window {
+                granularity: Granularity::Day,
+                start: d.and_time(NaiveTime::MIN).and_utc(),
+            }),
+        _ => return Err(bad("granularity is not hour or day")),
+    }
+    .ok_or_else(|| bad("bad window start"))?;
+    check_segment(version).map_err(|_| bad("bad model version segment"))?;
+    check_segment(touch).map_err(|_| bad("bad touch segment"))?;
+    Ok(TouchKey {
+        window,
+        model_version: version.to_string(),
+    })
+}
+
+/// Prefix of the stored windows of `granularity` that start on `date`:
+/// `windows/hour/2026-11-26T` (its 24 hours) or `windows/day/2026-11-26/`.
+pub fn window_metrics_on(granularity: Granularity, date: NaiveDate) -> String {
+    let day = date.format("%Y-%m-%d");
+    match granularity {
+        Granularity::Hour => format!("{WINDOWS}hour/{day}T"),
+        Granularity::Day => format!("{WINDOWS}day/{day}/"),
+    }
 }
 
 /// What a capture record key says about its capture.
@@ -301,6 +375,56 @@ mod tests {
         assert_eq!(
             capture_records_prefix(&hour),
             "captures/predictions/dt=2026-11-26/hr=07/"
+        );
+    }
+
+    #[test]
+    fn touch_keys_round_trip_and_stay_in_their_window() {
+        let hour = Window::containing(Granularity::Hour, t());
+        let day = Window::containing(Granularity::Day, t());
+        let key = window_touch(&hour, "1.2.0", "1764143000000-m-1").unwrap();
+        assert_eq!(
+            key,
+            "windows/touched/hour/2026-11-26T07/1.2.0/1764143000000-m-1"
+        );
+        assert!(key.starts_with(&window_touched(&hour, "1.2.0").unwrap()));
+        assert_eq!(
+            parse_window_touch(&key).unwrap(),
+            TouchKey {
+                window: hour,
+                model_version: "1.2.0".into()
+            }
+        );
+        let key = window_touch(&day, "v3", "x").unwrap();
+        assert_eq!(parse_window_touch(&key).unwrap().window, day);
+        assert!(window_touch(&day, "v3", "a/b").is_err());
+        for bad in [
+            "windows/touched/hour/2026-11-26T07/v3",
+            "windows/touched/week/2026-11-26/v3/x",
+            "windows/touched/hour/2026-11-26T7/v3/x",
+            "windows/touched/hour/2026-11-26T24/v3/x",
+            "windows/touched/day/2026-11-26T07/v3/x",
+            "windows/touched/day/2026-11-26/v 3/x",
+            "windows/touched/day/2026-11-26/v3/x/y",
+            "windows/hour/2026-11-26T07/v3.json",
+        ] {
+            assert!(parse_window_touch(bad).is_err(), "{bad}");
+        }
+        let date = NaiveDate::from_ymd_opt(2026, 11, 26).unwrap();
+        assert!(
+            window_metrics(&hour, "v3")
+                .unwrap()
+                .starts_with(&window_metrics_on(Granularity::Hour, date))
+        );
+        assert!(
+            window_metrics(&day, "v3")
+                .unwrap()
+                .starts_with(&window_metrics_on(Granularity::Day, date))
+        );
+        assert!(
+            !window_metrics(&day, "v3")
+                .unwrap()
+                .starts_with(&window_metrics_on(Granularity::Hour, date))
         );
     }
 

@@ -2,7 +2,7 @@
 //! (namespace `ModelObservability`). Limits checked here, not by CloudWatch's
 //! silence: at most 100 metrics per directive, 30 dimensions per set.
 
-use modelobs_core::records::ImageEval;
+use modelobs_core::records::{ImageEval, WindowMetrics};
 use serde_json::{Map, Value, json};
 
 pub const NAMESPACE: &str = "ModelObservability";
@@ -67,4 +67,70 @@ pub fn image_lines(e: &ImageEval) -> Vec<String> {
         lines.push(line(ts, &dims, &[("AP50", ap.ap50, "None")]));
     }
     lines
+}
+
+/// The lines for one window: its COCO summary, operating point, coverage and
+/// lag, and AP per class (`ClassName`). Stamped with the window's start;
+/// `Granularity` keeps hour and day figures apart.
+pub fn window_lines(m: &WindowMetrics) -> Vec<String> {
+    let ts = m.window.start.timestamp_millis();
+    let dims = [
+        ("ModelName", m.model.name.as_str()),
+        ("ModelVersion", m.model.version.as_str()),
+        ("Granularity", m.window.granularity.as_str()),
+    ];
+    let c = &m.coco;
+    let op = &m.at_serving_threshold;
+    let mut metrics = vec![
+        ("ImagesLabelled", f64::from(m.images_labelled), "Count"),
+        ("CapturesInWindow", m.captures_in_window as f64, "Count"),
+        ("TP", op.tp as f64, "Count"),
+        ("FP", op.fp as f64, "Count"),
+        ("FN", op.fn_ as f64, "Count"),
+    ];
+    // Undefined figures (-1 or None) are left out rather than sent.
+    for (name, v) in [
+        ("AP", c.ap),
+        ("AP50", c.ap50),
+        ("AP75", c.ap75),
+        ("AR100", c.ar100),
+    ] {
+        if v >= 0.0 {
+            metrics.push((name, v, "None"));
+        }
+    }
+    for (name, v, unit) in [
+        ("Precision", op.precision, "None"),
+        ("Recall", op.recall, "None"),
+        ("F1", op.f1, "None"),
+        ("MeanIoU", op.mean_iou, "None"),
+        ("LabelCoverage", m.label_coverage, "None"),
+        ("LabelLagSeconds", m.mean_label_lag_s, "Seconds"),
+    ] {
+        if let Some(v) = v {
+            metrics.push((name, v, unit));
+        }
+    }
+    let mut lines = vec![line(ts, &dims, &metrics)];
+    for (class, ap) in &c.per_class {
+        let values: Vec<_> = [("AP", ap.ap), ("AP50", ap.ap50)]
+            .into_iter()
+            .filter(|(_, v)| *v >= 0.0)
+            .map(|(n, v)| (n, v, "None"))
+            .collect();
+        if !values.is_empty() {
+            let dims = [dims[0], dims[1], dims[2], ("ClassName", class.as_str())];
+            lines.push(line(ts, &dims, &values));
+        }
+    }
+    lines
+}
+
+/// One failed delivery to a sink (`Sink`: `observe`), counted where it can't fail: in the logs.
+pub fn sink_failure_line(timestamp_ms: i64, sink: &str) -> String {
+    line(
+        timestamp_ms,
+        &[("Sink", sink)],
+        &[("SinkFailures", 1.0, "Count")],
+    )
 }

@@ -1,6 +1,7 @@
 //! Label arrivals from the metrics queue: evaluate the image against its
 //! newest label, store the `ImageEval` at its deterministic key (a redelivery
-//! rewrites it: never counted twice), mark its windows touched, emit it.
+//! rewrites it: never counted twice), mark its windows touched (a new touch
+//! key per message: `keys::window_touch`), emit it.
 //! A message that can't be handled fails alone (`batchItemFailures`): SQS
 //! retries it and then moves it to the DLQ; the rest of the batch succeeds.
 
@@ -113,6 +114,27 @@ async fn put<S: ObjectStore, M>(
         .map(|_| ())
 }
 
+/// A new key per handling (time, then the SQS message id): a touch is never
+/// overwritten, so the rollup's delete of the touches it read can't remove a
+/// later one (`crate::rollup`). A redelivery at the same instant writes the
+/// same key, which is as good as one touch.
+fn touch_id(message: &SqsMessage, now: DateTime<Utc>) -> String {
+    let id: String = message
+        .message_id
+        .as_deref()
+        .unwrap_or("")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{:013}-{id}", now.timestamp_millis().max(0))
+}
+
 async fn handle_message<S: ObjectStore, M: MetricsSink>(
     message: &SqsMessage,
     deps: &Deps<S, M>,
@@ -160,14 +182,17 @@ async fn handle_message<S: ObjectStore, M: MetricsSink>(
             ap50: eval.ap50,
         }
     };
+    // After the evaluation is written: a rollup that lists this touch sees it.
+    let touch = touch_id(message, (deps.now)());
     for granularity in [Granularity::Hour, Granularity::Day] {
         let window = Window::containing(granularity, capture.captured_at);
-        let marker = keys::window_touched(&window, &capture.model.version).map_err(|source| {
-            MessageError::Malformed {
-                key: capture_key.clone(),
-                source,
-            }
-        })?;
+        let marker =
+            keys::window_touch(&window, &capture.model.version, &touch).map_err(|source| {
+                MessageError::Malformed {
+                    key: capture_key.clone(),
+                    source,
+                }
+            })?;
         put(deps, &marker, Bytes::from_static(b"{}")).await?;
     }
     Ok(outcome)

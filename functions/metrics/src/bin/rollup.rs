@@ -1,0 +1,31 @@
+//! Wiring only: the rollup on an EventBridge schedule (`rate(5 minutes)`).
+
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use metrics::config::{self, Config};
+use metrics::rollup::{self, RollupDeps};
+use modelobs_adapters::retry::Backoff;
+use modelobs_adapters::s3::S3Store;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    modelobs_adapters::init_tracing();
+    let config = Config::from_env().await?;
+    let deps = RollupDeps {
+        store: S3Store::new(S3Store::client_from_env().await, config.bucket.clone()),
+        sink: config::sinks(config.observe.as_ref())?,
+        backoff: Backoff::default(),
+        score_threshold: config.score_threshold,
+        now: chrono::Utc::now,
+        concurrency: 32,
+    };
+    let deps = &deps;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<serde_json::Value>| async move {
+            // The report is the invocation's result; an error fails it (retried, alarmed).
+            rollup::handle(event.payload, deps)
+                .await
+                .map_err(Error::from)
+        },
+    ))
+    .await
+}
