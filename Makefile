@@ -20,7 +20,7 @@ export ORT_DYLIB_PATH ?= $(ORT_LIB)
 export MODELOBS_TEST_PHOTOS ?= /usr/share/darknet/data
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build release test fmt-check clippy unit crosscheck bench-eval demo clean ort photos layer bench-inference test-localstack lint-template test-local-resources
+.PHONY: all build release dev test fmt-check clippy unit crosscheck bench-eval bench-rollup demo clean ort photos layer bench-inference test-localstack lint-template test-local-resources test-browser chromium
 
 all: build
 
@@ -33,7 +33,7 @@ release:
 	$(CARGO) build --release -p modelobs-cli
 
 ## test: formatting, lints, unit + integration tests, COCO cross-check against pycocotools.
-test: fmt-check clippy unit crosscheck test-localstack lint-template test-local-resources
+test: fmt-check clippy unit crosscheck test-localstack lint-template test-local-resources test-browser
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -61,9 +61,29 @@ layer:
 	bash infra/layer/model.sh
 
 ## test-localstack: the real AWS adapters against LocalStack (host mode, no Docker), started and stopped around the run.
-test-localstack:
+## The end-to-end test (cli/tests/e2e_localstack.rs) is one of them: it runs `modelobs dev`,
+## which needs cargo-lambda (pinned PyPI wheel, scripts/cargo-lambda.sh) and the model.
+test-localstack: ort photos
 	$(CARGO) test --workspace --test '*localstack*' --no-run
-	MODELOBS_REQUIRE_LOCALSTACK=1 localstack/with-stack $(CARGO) test --workspace --test '*localstack*'
+	CARGO_LAMBDA="$$(bash scripts/cargo-lambda.sh)/cargo-lambda" MODELOBS_REQUIRE_LOCALSTACK=1 \
+	  localstack/with-stack $(CARGO) test --workspace --test '*localstack*'
+
+## dev: the local stack to work with by hand: LocalStack, the functions under cargo lambda
+## watch, the event router and the rollup schedule (`modelobs dev`); Ctrl-C stops it all.
+dev: release ort
+	CARGO_LAMBDA="$$(bash scripts/cargo-lambda.sh)/cargo-lambda" localstack/with-stack $(MODELOBS) dev
+
+## test-browser: the review page of `modelobs label --serve` in headless Chromium (Debian's package,
+## driven over the DevTools Protocol from Python): move, resize, delete, draw and reclassify boxes,
+## submit, and check the signed event a fake webhook got. Screenshots in .cache/browser/.
+test-browser: release photos chromium
+	"$$(bash cli/tests/browser/venv.sh)" cli/tests/browser/review_page.py --modelobs $(MODELOBS)
+
+## chromium: the headless browser test-browser drives.
+chromium:
+	@command -v chromium >/dev/null || { \
+	  echo "installing Debian package chromium for test-browser"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
 ## lint-template: `sam validate --lint` (pinned SAM CLI, scripts/sam.sh), then the template's
 ## wiring against the code (binaries, env vars, S3 prefixes, layers, dashboard; localstack/test_template.py).
@@ -83,15 +103,19 @@ crosscheck: release
 bench-eval: release
 	"$(COCO_PY)" bench/coco/bench_eval.py --modelobs $(MODELOBS) --images 5000
 
+## bench-rollup: a day of 5000 labelled images: the rollup (24 hours + day) from stored ImageEvals vs pycocotools and hotcoco re-evaluating the day.
+bench-rollup: release
+	"$(COCO_PY)" bench/rollup/bench_rollup.py --modelobs $(MODELOBS) --images 5000
+
 ## bench-inference: Rust detector vs the Python reference (stages, bare model run, cold start, peak RSS).
 bench-inference: release ort photos
 	"$$(bash bench/inference/venv.sh)" bench/inference/bench.py --modelobs $(MODELOBS)
 
-## demo: for now, evaluates a generated detection set (the local loop lands with the stack issue).
-demo: release
-	@mkdir -p .cache/demo
-	"$(COCO_PY)" bench/coco/gen_sets.py .cache/demo --only large >/dev/null
-	$(MODELOBS) eval --gt .cache/demo/large.gt.json --dt .cache/demo/large.dt.json
+## demo: the whole loop (scripts/demo.sh): LocalStack, the functions and the event router,
+## ~10 days of drifting traffic, the oracle labeling the samples, rollups, report.html,
+## and a check that quality falls where the drift starts. KEEP=1 leaves the stack up.
+demo: release ort photos
+	bash scripts/demo.sh
 
 clean:
 	$(CARGO) clean

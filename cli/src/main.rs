@@ -1,8 +1,15 @@
 //! `modelobs`: the command line of model-observability.
 
+mod dev;
 mod eval;
+mod label;
 mod labelbox;
+mod metrics;
 mod predict;
+mod report;
+mod rollup;
+mod simulate;
+mod truth;
 
 use std::process::ExitCode;
 
@@ -27,6 +34,21 @@ enum Command {
     Predict(predict::PredictArgs),
     /// Labelbox: `setup` creates or finds the project, dataset, ontology and webhook.
     Labelbox(labelbox::LabelboxArgs),
+    /// The local stack's functions (cargo lambda watch) and the event router feeding them.
+    Dev(dev::DevArgs),
+    /// Send days of dated, drifting traffic to the inference URL.
+    Simulate(simulate::SimulateArgs),
+    /// Answer the local labeling queue through the signed webhook.
+    Label(label::LabelArgs),
+    /// Stored window metrics of a time range, as a table or JSON.
+    Metrics(metrics::MetricsArgs),
+    /// Run the rollup once against the bucket: recompute every touched window.
+    Rollup(rollup::RollupArgs),
+    /// Charts of the windows over time, by model version, as one HTML file.
+    Report(report::ReportArgs),
+    /// Time the rollup on a COCO pair's stored evaluations (make bench-rollup).
+    #[command(hide = true)]
+    BenchRollup(rollup::BenchRollupArgs),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +57,13 @@ fn main() -> ExitCode {
         Command::Eval(args) => eval::run(&args),
         Command::Predict(args) => predict::run(&args),
         Command::Labelbox(args) => labelbox::run(&args),
+        Command::Dev(args) => dev::run(&args).map_err(CliError::from),
+        Command::Simulate(args) => simulate::run(&args).map_err(CliError::from),
+        Command::Label(args) => label::run(&args).map_err(CliError::from),
+        Command::Metrics(args) => metrics::run(&args),
+        Command::Rollup(args) => rollup::run(&args),
+        Command::Report(args) => report::run(&args),
+        Command::BenchRollup(args) => rollup::bench(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

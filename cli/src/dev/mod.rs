@@ -1,0 +1,337 @@
+//! `modelobs dev`: the functions under `cargo lambda watch`, and the event
+//! router delivering LocalStack's S3 notifications and SQS messages to them
+//! as AWS would (see `router`). Run it inside `localstack/with-stack` or after
+//! `localstack/up`, whose variables name the bucket and the queues.
+
+pub mod adapters;
+pub mod router;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use tokio::process::{Child, Command};
+
+use adapters::{Sqs, WatchInvoker};
+use router::{Delivery, Route, Stats};
+
+/// The webhook secret the local stack uses unless `WEBHOOK_SECRET` says otherwise.
+pub const DEV_WEBHOOK_SECRET: &str = "modelobs-dev-webhook-secret";
+
+/// Every function binary `cargo lambda watch` serves, with its package.
+const FUNCTIONS: &[(&str, &str)] = &[
+    ("inference", "inference"),
+    ("inference-upload", "inference"),
+    ("sampler", "sampler"),
+    ("webhook", "webhook"),
+    ("metrics", "metrics"),
+    ("rollup", "metrics"),
+];
+
+#[derive(Args, Debug)]
+pub struct DevArgs {
+    /// Where `cargo lambda watch` listens (function URLs and the invoke API).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub address: String,
+    #[arg(long, default_value_t = 9000)]
+    pub port: u16,
+    /// The queue S3 notifies for new capture records (stands in for the sampler's S3 trigger).
+    #[arg(long, env = "SAMPLER_EVENTS_QUEUE_URL")]
+    pub sampler_events: String,
+    /// The queue S3 notifies for `incoming/` uploads (inference-upload's trigger).
+    #[arg(long, env = "UPLOAD_EVENTS_QUEUE_URL")]
+    pub upload_events: Option<String>,
+    /// The metrics queue (the metrics function's SQS event source).
+    #[arg(long, env = "METRICS_QUEUE_URL")]
+    pub metrics_queue: String,
+    /// On-failure destinations of the S3-triggered functions.
+    #[arg(long, env = "SAMPLER_FAILURE_QUEUE_URL")]
+    pub sampler_failures: Option<String>,
+    #[arg(long, env = "UPLOAD_FAILURE_QUEUE_URL")]
+    pub upload_failures: Option<String>,
+    /// Tries of an S3-triggered invocation before its on-failure destination (Lambda: 1 + 2 retries).
+    #[arg(long, default_value_t = 3)]
+    pub attempts: u32,
+    /// Seconds a failed message waits before its next try (AWS waits out the visibility timeout).
+    #[arg(long, default_value_t = 1)]
+    pub retry_delay_s: u64,
+    /// Seconds between rollup runs (the template's schedule is 5 minutes); 0 turns it off.
+    #[arg(long, default_value_t = 20)]
+    pub rollup_every_s: u64,
+    /// Route to a `cargo lambda watch` that is already running instead of starting one.
+    #[arg(long)]
+    pub no_watch: bool,
+    /// The cargo-lambda executable (scripts/cargo-lambda.sh installs the pinned one).
+    #[arg(long, env = "CARGO_LAMBDA", default_value = "cargo-lambda")]
+    pub cargo_lambda: PathBuf,
+}
+
+pub fn run(args: &DevArgs) -> Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(serve(args))
+}
+
+/// Sets a variable for the functions unless the caller already has.
+fn default_env(name: &str, value: &str) {
+    if std::env::var_os(name).is_none() {
+        // SAFETY: called before any other thread of this process reads the
+        // environment (the runtime's workers don't).
+        unsafe { std::env::set_var(name, value) };
+    }
+}
+
+async fn serve(args: &DevArgs) -> Result<()> {
+    let base = format!("http://{}:{}", args.address, args.port);
+    let mut watch = if args.no_watch {
+        None
+    } else {
+        Some(start_watch(args).await?)
+    };
+    wait_for_port(&args.address, args.port, watch.as_mut()).await?;
+
+    println!("modelobs dev: functions served by cargo lambda watch at {base}");
+    println!("  predict  POST {base}/lambda-url/inference/predict");
+    println!("  health   GET  {base}/lambda-url/inference/health");
+    println!("  webhook  POST {base}/lambda-url/webhook/");
+    println!(
+        "  router   {} → sampler, {} → metrics{}",
+        args.sampler_events,
+        args.metrics_queue,
+        if args.rollup_every_s > 0 {
+            format!(", rollup every {} s", args.rollup_every_s)
+        } else {
+            String::new()
+        }
+    );
+    println!("modelobs dev: ready (Ctrl-C stops it)");
+
+    let sqs = Sqs(modelobs_adapters::queue::SqsQueue::client_from_env().await);
+    let invoker = WatchInvoker {
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(900))
+            .build()?,
+        base: base.clone(),
+    };
+    let retry_delay = Duration::from_secs(args.retry_delay_s);
+    let mut routes = vec![
+        Route {
+            queue_url: args.sampler_events.clone(),
+            function: "sampler".into(),
+            delivery: Delivery::S3Notification {
+                attempts: args.attempts,
+                on_failure: args.sampler_failures.clone(),
+            },
+            retry_delay,
+        },
+        Route {
+            queue_url: args.metrics_queue.clone(),
+            function: "metrics".into(),
+            delivery: Delivery::SqsBatch {
+                batch_size: 10,
+                queue_arn: queue_arn(&args.metrics_queue),
+            },
+            retry_delay,
+        },
+    ];
+    if let Some(url) = &args.upload_events {
+        routes.push(Route {
+            queue_url: url.clone(),
+            function: "inference-upload".into(),
+            delivery: Delivery::S3Notification {
+                attempts: args.attempts,
+                on_failure: args.upload_failures.clone(),
+            },
+            retry_delay,
+        });
+    }
+
+    let routing = async {
+        let loops = routes
+            .iter()
+            .map(|route| route_forever(route, &sqs, &invoker));
+        futures_util::future::join_all(loops).await;
+    };
+    let rollups = rollup_forever(&invoker, args.rollup_every_s);
+    let outcome: Result<()> = tokio::select! {
+        _ = routing => Ok(()),
+        _ = rollups => Ok(()),
+        _ = shutdown_signal() => {
+            println!("modelobs dev: stopping");
+            Ok(())
+        }
+        status = async {
+            match watch.as_mut() {
+                Some(child) => child.wait().await,
+                None => std::future::pending().await,
+            }
+        } => Err(anyhow::anyhow!("cargo lambda watch exited: {status:?}")),
+    };
+    if let Some(child) = watch {
+        stop_group(child).await;
+    }
+    outcome
+}
+
+/// `arn:aws:sqs:<region>:<account>:<name>` from a LocalStack queue URL.
+fn queue_arn(url: &str) -> String {
+    let name = url.rsplit('/').next().unwrap_or(url);
+    format!("arn:aws:sqs:us-east-1:000000000000:{name}")
+}
+
+async fn route_forever<Q: router::EventQueue, I: router::Invoker>(
+    route: &Route,
+    queue: &Q,
+    invoker: &I,
+) {
+    let mut total = Stats::default();
+    loop {
+        match router::poll_once(route, queue, invoker, Duration::from_secs(2)).await {
+            Ok(stats) if stats.received > 0 => {
+                total.add(stats);
+                tracing::info!(function = %route.function, ?stats, ?total, "routed");
+                println!(
+                    "router: {} ← {} message(s): {} delivered, {} failed, {} to the failure destination, {} not for it (so far {} delivered)",
+                    route.function,
+                    stats.received,
+                    stats.delivered,
+                    stats.failed,
+                    stats.dead_lettered,
+                    stats.skipped,
+                    total.delivered
+                );
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(function = %route.function, error = %e, "routing failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+async fn rollup_forever<I: router::Invoker>(invoker: &I, every_s: u64) {
+    if every_s == 0 {
+        return std::future::pending().await;
+    }
+    let mut tick = tokio::time::interval(Duration::from_secs(every_s));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let event = router::scheduled_event("modelobs-rollup", chrono::Utc::now());
+        match invoker.invoke("rollup", &event).await {
+            Ok(router::Invocation::Succeeded(summary)) => println!("rollup: {summary}"),
+            Ok(router::Invocation::Failed(error)) => println!("rollup failed: {error}"),
+            Err(e) => println!("rollup not reachable: {e}"),
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Builds the function binaries first (one cargo build, not one per first
+/// invocation), then starts `cargo lambda watch` in its own process group so
+/// that stopping it also stops the functions it spawned.
+async fn start_watch(args: &DevArgs) -> Result<Child> {
+    let root = std::env::current_dir()?;
+    default_env("LABELING_BACKEND", "local");
+    default_env("ALLOW_CLIENT_TIMESTAMPS", "true");
+    default_env("WEBHOOK_SECRET", DEV_WEBHOOK_SECRET);
+    default_env("LABEL_SOURCE", "local");
+    default_env(
+        "MODEL_DIR",
+        &root.join("models/nanodet").display().to_string(),
+    );
+    default_env("AWS_REGION", "us-east-1");
+    default_env("RUST_LOG", "info");
+    for var in ["DATA_BUCKET", "AWS_ENDPOINT_URL", "ORT_DYLIB_PATH"] {
+        if std::env::var_os(var).is_none() {
+            bail!("{var} is not set: run inside localstack/with-stack (or `make dev`)");
+        }
+    }
+
+    let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    build.arg("build");
+    for (bin, _) in FUNCTIONS {
+        build.args(["--bin", bin]);
+    }
+    println!("modelobs dev: building the functions");
+    let status = build.status().await.context("running cargo build")?;
+    if !status.success() {
+        bail!("building the functions failed ({status})");
+    }
+
+    let mut watch = Command::new(&args.cargo_lambda);
+    watch
+        .args(["lambda", "watch", "--ignore-changes", "--quiet", "-A"])
+        .arg(&args.address)
+        .arg("-P")
+        .arg(args.port.to_string())
+        .stdin(Stdio::null())
+        .process_group(0)
+        .kill_on_drop(true);
+    let child = watch.spawn().with_context(|| {
+        format!(
+            "starting {} (install it with scripts/cargo-lambda.sh, or set CARGO_LAMBDA)",
+            args.cargo_lambda.display()
+        )
+    })?;
+    if let Some(pid) = child.id() {
+        println!("modelobs dev: cargo lambda watch is process group {pid}");
+    }
+    Ok(child)
+}
+
+async fn wait_for_port(address: &str, port: u16, mut watch: Option<&mut Child>) -> Result<()> {
+    for _ in 0..600 {
+        if tokio::net::TcpStream::connect((address, port))
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        if let Some(child) = watch.as_deref_mut()
+            && let Some(status) = child.try_wait()?
+        {
+            bail!("cargo lambda watch exited before listening: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("nothing listens on {address}:{port} after 60 s")
+}
+
+/// TERM to the whole group (cargo lambda and the functions it runs), then KILL.
+async fn stop_group(mut child: Child) {
+    if let Some(pid) = child.id() {
+        let group = format!("-{pid}");
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &group])
+            .status()
+            .await;
+        if tokio::time::timeout(Duration::from_secs(5), child.wait())
+            .await
+            .is_err()
+        {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &group])
+                .status()
+                .await;
+        }
+        // Function processes may outlive their parent for a moment.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .status()
+            .await;
+    }
+    let _ = child.wait().await;
+}

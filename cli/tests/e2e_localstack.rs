@@ -1,0 +1,578 @@
+//! The whole local stack, end to end: real LocalStack (S3, SQS, redrive),
+//! the four functions under `cargo lambda watch`, and `modelobs dev`'s event
+//! router between them. Traffic comes from `modelobs simulate`, labels from
+//! `modelobs label --oracle` through the signed webhook; the windows the
+//! rollup function writes must equal `modelobs eval` on the same images.
+//!
+//! Runs inside `localstack/with-stack` (`make test-e2e`, part of `make test`),
+//! which exports the bucket and queue variables. Without them the test says
+//! why and passes, unless `MODELOBS_REQUIRE_LOCALSTACK=1` (CI) makes that a failure.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use modelobs_adapters::ObjectStore;
+use modelobs_adapters::s3::S3Store;
+use modelobs_core::records::{self, CaptureRecord, ImageEval, WindowMetrics};
+use modelobs_core::{classes, keys};
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_modelobs");
+
+struct Stack {
+    bucket: String,
+    metrics_queue: String,
+    metrics_dlq: String,
+}
+
+fn stack() -> Option<Stack> {
+    let required = std::env::var("MODELOBS_REQUIRE_LOCALSTACK").as_deref() == Ok("1");
+    let vars = [
+        "AWS_ENDPOINT_URL",
+        "DATA_BUCKET",
+        "METRICS_QUEUE_URL",
+        "METRICS_DLQ_URL",
+        "SAMPLER_EVENTS_QUEUE_URL",
+        "ORT_DYLIB_PATH",
+    ];
+    let missing: Vec<&str> = vars
+        .iter()
+        .copied()
+        .filter(|v| std::env::var_os(v).is_none())
+        .collect();
+    if !missing.is_empty() {
+        let why = format!(
+            "end-to-end test needs {} (run it with `make test-e2e`)",
+            missing.join(", ")
+        );
+        assert!(!required, "{why}");
+        eprintln!("skipped: {why}");
+        return None;
+    }
+    Some(Stack {
+        bucket: std::env::var("DATA_BUCKET").unwrap(),
+        metrics_queue: std::env::var("METRICS_QUEUE_URL").unwrap(),
+        metrics_dlq: std::env::var("METRICS_DLQ_URL").unwrap(),
+    })
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// `modelobs dev` in its own process group; stopped (with everything it
+/// started) when dropped, also when an assertion fails.
+struct Dev {
+    child: Child,
+    /// The process group of the `cargo lambda watch` it started.
+    watch_group: i32,
+}
+
+impl Dev {
+    fn start(port: u16) -> Self {
+        let mut child = Command::new(BIN)
+            .args(["dev", "--port", &port.to_string(), "--rollup-every-s", "0"])
+            .current_dir(repo_root())
+            // Every capture sampled: the test follows each one to its window.
+            .env(
+                "SAMPLING_POLICY",
+                r#"{"name": "e2e", "uniform_rate": 1.0, "empty_rate": 1.0, "daily_budget": 1000}"#,
+            )
+            .env("WEBHOOK_SECRET", "e2e-webhook-secret")
+            .stdout(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .expect("starting modelobs dev");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                println!("[dev] {line}");
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(1200);
+        let mut watch_group = None;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.contains("modelobs dev: ready") => break,
+                Ok(line) => {
+                    if let Some(g) =
+                        line.strip_prefix("modelobs dev: cargo lambda watch is process group ")
+                    {
+                        watch_group = g.trim().parse().ok();
+                    }
+                }
+                Err(e) => panic!("modelobs dev did not get ready: {e}"),
+            }
+        }
+        let watch_group = watch_group.expect("modelobs dev names the watch's process group");
+        Self { child, watch_group }
+    }
+
+    fn pgid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// What is still running of both groups.
+    fn leftovers(&self) -> Vec<i32> {
+        let mut left = group_members(self.pgid());
+        left.extend(group_members(self.watch_group));
+        left
+    }
+
+    /// SIGTERM, as Ctrl-C would; true when both groups are gone.
+    fn stop(&mut self) -> bool {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if self.leftovers().is_empty() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        false
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        for group in [self.pgid(), self.watch_group] {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{group}")])
+                .status();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// Processes whose process group is `pgid` (from /proc/<pid>/stat).
+fn group_members(pgid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid pgrp ...: comm may hold spaces, so split after ')'.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.get(2).and_then(|g| g.parse::<i32>().ok()) == Some(pgid) && fields[0] != "Z" {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+fn modelobs(args: &[&str], envs: &[(&str, &str)]) -> String {
+    let out = Command::new(BIN)
+        .args(args)
+        .envs(envs.iter().copied())
+        .current_dir(repo_root())
+        .output()
+        .expect("running modelobs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "modelobs {args:?} failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+async fn keys_under(store: &S3Store, prefix: &str) -> Vec<String> {
+    store
+        .list(prefix)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect()
+}
+
+/// Polls `count(prefix)` until it reaches `want` (or fails after `limit`).
+async fn wait_for(store: &S3Store, prefixes: &[String], want: usize, what: &str, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let mut n = 0;
+        for p in prefixes {
+            n += keys_under(store, p).await.len();
+        }
+        if n >= want {
+            assert_eq!(n, want, "{what}: more than expected");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {n} of {want} after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn get_json<T: records::Record>(store: &S3Store, key: &str) -> T {
+    let object = store
+        .get(key)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{key} is missing"));
+    records::from_json(&object.body).unwrap()
+}
+
+/// The COCO ground truth and results of these captures, as `modelobs eval` reads them.
+fn coco_files(
+    dir: &Path,
+    truth: &[Value],
+    captures: &BTreeMap<String, CaptureRecord>,
+) -> (PathBuf, PathBuf) {
+    let mut images = Vec::new();
+    let mut annotations = Vec::new();
+    let mut results = Vec::new();
+    for (i, t) in truth.iter().enumerate() {
+        let image_id = i as u64 + 1;
+        let id = t["id"].as_str().unwrap();
+        images.push(json!({"id": image_id, "width": t["width"], "height": t["height"]}));
+        for o in t["objects"].as_array().unwrap() {
+            let b = &o["box"];
+            let (x1, y1, x2, y2) = (
+                b["x1"].as_f64().unwrap(),
+                b["y1"].as_f64().unwrap(),
+                b["x2"].as_f64().unwrap(),
+                b["y2"].as_f64().unwrap(),
+            );
+            let class = classes::by_name(o["class"].as_str().unwrap()).unwrap();
+            annotations.push(json!({
+                "id": annotations.len() + 1,
+                "image_id": image_id,
+                "category_id": class.category_id,
+                "bbox": [x1, y1, x2 - x1, y2 - y1],
+                "area": (x2 - x1) * (y2 - y1),
+                "iscrowd": 0,
+            }));
+        }
+        for d in &captures[id].detections {
+            let class = classes::by_index(d.class_id).unwrap();
+            results.push(json!({
+                "image_id": image_id,
+                "category_id": class.category_id,
+                "bbox": d.bbox.to_xywh(),
+                "score": d.score,
+            }));
+        }
+    }
+    let categories: Vec<Value> = classes::coco80()
+        .map(|c| json!({"id": c.category_id, "name": c.name}))
+        .collect();
+    let gt = dir.join(format!("gt-{}.json", truth.len()));
+    let dt = dir.join(format!("dt-{}.json", truth.len()));
+    std::fs::write(
+        &gt,
+        serde_json::to_vec(
+            &json!({"images": images, "annotations": annotations, "categories": categories}),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    std::fs::write(&dt, serde_json::to_vec(&results).unwrap()).unwrap();
+    (gt, dt)
+}
+
+fn assert_close(window: &Value, eval: &Value, what: &str) {
+    let close = |a: f64, b: f64, k: &str| {
+        assert!((a - b).abs() <= 1e-9, "{what} {k}: eval {a} vs window {b}")
+    };
+    for (k, v) in eval.as_object().unwrap() {
+        if let (Some(a), Some(b)) = (v.as_f64(), window[k].as_f64()) {
+            close(a, b, k);
+        }
+    }
+    // `modelobs eval` lists every category of the GT file (-1 without objects);
+    // the window lists the classes its images have: those must agree exactly.
+    let (window_classes, eval_classes) = (
+        window["per_class"].as_object().unwrap(),
+        eval["per_class"].as_object().unwrap(),
+    );
+    for (class, e) in eval_classes {
+        let has_gt = e["AP"].as_f64().is_some_and(|ap| ap >= 0.0);
+        assert!(
+            !has_gt || window_classes.contains_key(class),
+            "{what}: no {class} in the window"
+        );
+    }
+    for (class, w) in window_classes {
+        let e = &eval_classes[class];
+        for (k, v) in w.as_object().unwrap() {
+            if let (Some(b), Some(a)) = (v.as_f64(), e[k].as_f64()) {
+                close(a, b, &format!("{class}.{k}"));
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_loop_from_predict_to_window() {
+    let Some(env) = stack() else { return };
+    let port: u16 = 9100 + (std::process::id() % 400) as u16;
+    let base = format!("http://127.0.0.1:{port}");
+    let store = S3Store::new(S3Store::client_from_env().await, &env.bucket);
+    let sqs = modelobs_adapters::queue::SqsQueue::client_from_env().await;
+    let work = std::env::temp_dir().join(format!("modelobs-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&work).unwrap();
+
+    // Two simulated days of their own: a day this stack has not seen yet.
+    let day0 = NaiveDate::from_ymd_opt(2001, 1, 1).unwrap()
+        + chrono::Duration::days((Utc::now().timestamp() / 60 % 5000) * 2);
+    let days = [day0, day0 + chrono::Duration::days(1)];
+    let per_day = 4usize;
+    let capture_prefixes: Vec<String> = days
+        .iter()
+        .map(|d| format!("captures/predictions/dt={d}/"))
+        .collect();
+
+    let mut dev = Dev::start(port);
+
+    // GIVEN traffic on two days: clean, then darker, blurrier and smaller
+    let truth_path = work.join("truth.jsonl");
+    let out = modelobs(
+        &[
+            "simulate",
+            "--days",
+            "2",
+            "--rate",
+            &per_day.to_string(),
+            "--drift",
+            "clean:1,dark+blur+small:1",
+            "--start",
+            &day0.to_string(),
+            "--truth-out",
+            truth_path.to_str().unwrap(),
+            "--target",
+            &format!("{base}/lambda-url/inference/predict"),
+        ],
+        &[],
+    );
+    println!("{out}");
+    let n = 2 * per_day;
+    let truth: Vec<Value> = std::fs::read_to_string(&truth_path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(truth.len(), n);
+
+    // THEN every capture is in S3, the sampler decided on each and queued it for labelling
+    wait_for(
+        &store,
+        &capture_prefixes,
+        n,
+        "capture records",
+        Duration::from_secs(60),
+    )
+    .await;
+    let mut captures = BTreeMap::new();
+    for p in &capture_prefixes {
+        for key in keys_under(&store, p).await {
+            let c: CaptureRecord = get_json(&store, &key).await;
+            assert!(
+                store.get(&c.image.key).await.unwrap().is_some(),
+                "image of {key}"
+            );
+            captures.insert(c.id.to_string(), c);
+        }
+    }
+    let ids: BTreeSet<String> = truth
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, captures.keys().cloned().collect());
+    let sample_keys: Vec<String> = captures.values().map(|c| keys::sample(c.id)).collect();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for key in &sample_keys {
+        while store.get(key).await.unwrap().is_none() {
+            assert!(Instant::now() < deadline, "no sampling decision at {key}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    let task_keys: Vec<String> = captures
+        .values()
+        .map(|c| keys::labeling_task(c.id))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for key in &task_keys {
+        while store.get(key).await.unwrap().is_none() {
+            assert!(Instant::now() < deadline, "no labeling task at {key}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    // WHEN a label arrives signed with the wrong secret, THEN 401 and nothing is written
+    let first = captures.values().next().unwrap().id;
+    let forged = json!({"id": "forged", "dataRow": {"globalKey": first.to_string()},
+        "updatedAt": "2026-11-26T09:15:00.000Z", "label": {"objects": []}});
+    let body = serde_json::to_vec(&forged).unwrap();
+    let (sha1, sha256) = webhook::signature::sign(b"not-the-secret", &body);
+    let response = reqwest::Client::new()
+        .post(format!("{base}/lambda-url/webhook/"))
+        .header("x-labelbox-event", "LABEL_CREATED")
+        .header("x-hub-signature", sha1)
+        .header("x-hub-signature-256", sha256)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+    assert!(
+        store.get(&keys::label(first)).await.unwrap().is_none(),
+        "a forged label was written"
+    );
+
+    // WHEN the oracle labeler answers the queue through the signed webhook
+    let out = modelobs(
+        &[
+            "label",
+            "--oracle",
+            "--truth",
+            truth_path.to_str().unwrap(),
+            "--webhook",
+            &format!("{base}/lambda-url/webhook/"),
+            "--bucket",
+            &env.bucket,
+        ],
+        &[("WEBHOOK_SECRET", "e2e-webhook-secret")],
+    );
+    assert!(out.contains(&format!("{n} task(s) answered")), "{out}");
+
+    // THEN each label is stored and evaluated (webhook → SQS → router → metrics)
+    let eval_keys: Vec<String> = captures
+        .values()
+        .map(|c| keys::image_eval(c.id, c.captured_at))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for key in &eval_keys {
+        while store.get(key).await.unwrap().is_none() {
+            assert!(Instant::now() < deadline, "no evaluation at {key}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    for c in captures.values() {
+        let e: ImageEval = get_json(&store, &keys::image_eval(c.id, c.captured_at)).await;
+        assert_eq!(e.id, c.id);
+    }
+
+    // WHEN the rollup runs (its schedule, invoked as EventBridge would)
+    let scheduled = json!({"version": "0", "id": "e2e", "detail-type": "Scheduled Event",
+        "source": "aws.events", "account": "000000000000", "time": Utc::now().to_rfc3339(),
+        "region": "us-east-1", "resources": [], "detail": {}});
+    let response = reqwest::Client::new()
+        .post(format!("{base}/2015-03-31/functions/rollup/invocations"))
+        .json(&scheduled)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "rollup: {}",
+        response.text().await.unwrap()
+    );
+
+    // THEN each day's window equals `modelobs eval` on that day's images and labels
+    let version = captures.values().next().unwrap().model.version.clone();
+    let mut day_ap50 = Vec::new();
+    for day in &days {
+        let day_truth: Vec<Value> = truth
+            .iter()
+            .filter(|t| {
+                t["captured_at"]
+                    .as_str()
+                    .unwrap()
+                    .parse::<DateTime<Utc>>()
+                    .unwrap()
+                    .date_naive()
+                    == *day
+            })
+            .cloned()
+            .collect();
+        assert_eq!(day_truth.len(), per_day);
+        let (gt, dt) = coco_files(&work, &day_truth, &captures);
+        let eval: Value = serde_json::from_str(&modelobs(
+            &[
+                "eval",
+                "--gt",
+                gt.to_str().unwrap(),
+                "--dt",
+                dt.to_str().unwrap(),
+                "--json",
+            ],
+            &[],
+        ))
+        .unwrap();
+        let window = modelobs_core::records::Window {
+            granularity: modelobs_core::records::Granularity::Day,
+            start: day.and_hms_opt(0, 0, 0).unwrap().and_utc(),
+        };
+        let key = keys::window_metrics(&window, &version).unwrap();
+        let w: WindowMetrics = get_json(&store, &key).await;
+        assert_eq!(w.images_labelled as usize, per_day, "{key}");
+        assert_eq!(w.captures_in_window as usize, per_day, "{key}");
+        let coco = serde_json::to_value(&w.coco).unwrap();
+        assert_close(&coco, &eval, &key);
+        day_ap50.push(w.coco.ap50);
+    }
+    println!("AP50 by day: {day_ap50:?}");
+
+    // WHEN a poison message reaches the metrics queue, THEN it ends in the DLQ, alone
+    sqs.send_message()
+        .queue_url(&env.metrics_queue)
+        .message_body(r#"{"id": "not-a-capture-id", "label_version": 1}"#)
+        .send()
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let got = sqs
+            .receive_message()
+            .queue_url(&env.metrics_dlq)
+            .wait_time_seconds(2)
+            .send()
+            .await
+            .unwrap();
+        if let Some(m) = got
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .find(|m| m.body().is_some_and(|b| b.contains("not-a-capture-id")))
+        {
+            sqs.delete_message()
+                .queue_url(&env.metrics_dlq)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the poison message never reached the DLQ"
+        );
+    }
+
+    // AND stopping modelobs dev leaves no process behind
+    assert!(dev.stop(), "processes left: {:?}", dev.leftovers());
+    std::fs::remove_dir_all(&work).unwrap();
+}
