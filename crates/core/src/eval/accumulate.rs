@@ -12,37 +12,74 @@ use super::params::{
 };
 
 const NUM_MAX_DETS: usize = MAX_DETS.len();
+/// The maxDets index whose precision COCOeval's `summarize` reads (100).
+const LAST_M: usize = NUM_MAX_DETS - 1;
 
 /// pycocotools' `np.spacing(1)`, added to precision's denominator.
 const EPS: f64 = f64::EPSILON;
 
-/// The precision `[T, R, K, A, M]` and recall `[T, K, A, M]` arrays of
-/// COCOeval, -1 where undefined.
+/// COCOeval's recall `[T, K, A, M]` array and its precision `[T, R, K, A, M]`
+/// at the largest maxDets (100, the only one `summarize` reads), -1 where
+/// undefined.
+///
+/// Precision is non-increasing along the recall thresholds and reaches 0 past
+/// the highest recall; only its leading nonzero values are kept, per
+/// (area, IoU threshold, class). Recall is `recall[m][a][t][k]`.
 #[derive(Debug, Clone)]
 pub struct Accumulated {
     pub category_ids: Vec<u64>,
-    precision: Vec<f64>,
+    /// `defined[a * nk + k]`: the class has ground truth in area range `a`.
+    defined: Vec<bool>,
+    /// Per `(a * NUM_IOU_THRS + t) * nk + k`: where its nonzero precisions
+    /// start in `curves`, and how many there are.
+    curve_at: Vec<(u32, u32)>,
+    curves: Vec<f64>,
     recall: Vec<f64>,
 }
 
 impl Accumulated {
-    fn p_idx(&self, t: usize, r: usize, k: usize, a: usize, m: usize) -> usize {
+    fn c_idx(&self, t: usize, k: usize, a: usize) -> usize {
         let nk = self.category_ids.len();
-        (((t * NUM_REC_THRS + r) * nk + k) * NUM_AREAS + a) * NUM_MAX_DETS + m
+        (a * NUM_IOU_THRS + t) * nk + k
     }
 
     fn r_idx(&self, t: usize, k: usize, a: usize, m: usize) -> usize {
         let nk = self.category_ids.len();
-        ((t * nk + k) * NUM_AREAS + a) * NUM_MAX_DETS + m
+        ((m * NUM_AREAS + a) * NUM_IOU_THRS + t) * nk + k
     }
 
+    /// The nonzero precisions at (t, k, a), over the first recall thresholds.
+    fn curve(&self, t: usize, k: usize, a: usize) -> &[f64] {
+        let (start, len) = self.curve_at[self.c_idx(t, k, a)];
+        &self.curves[start as usize..][..len as usize]
+    }
+
+    /// COCOeval's `precision[t, r, k, a, m]`. Only the largest maxDets
+    /// (`m` = 2, 100 detections) is kept: other `m` panic.
     pub fn precision(&self, t: usize, r: usize, k: usize, a: usize, m: usize) -> f64 {
-        self.precision[self.p_idx(t, r, k, a, m)]
+        assert_eq!(m, LAST_M, "precision is kept for maxDets=100 only");
+        assert!(t < NUM_IOU_THRS && r < NUM_REC_THRS);
+        if !self.defined[a * self.category_ids.len() + k] {
+            return -1.0;
+        }
+        self.curve(t, k, a).get(r).copied().unwrap_or(0.0)
     }
 
     pub fn recall(&self, t: usize, k: usize, a: usize, m: usize) -> f64 {
         self.recall[self.r_idx(t, k, a, m)]
     }
+}
+
+/// Buffers reused across classes and passes.
+#[derive(Default)]
+struct Scratch {
+    /// `(score, cell, detection)`, in COCOeval's score order.
+    order: Vec<(f64, u32, u32)>,
+    /// Outcomes in score order, one row per (area, IoU threshold):
+    /// `rows[(a * NUM_IOU_THRS + t) * n + p]`.
+    rows: Vec<Outcome>,
+    /// Precision at each true positive, in score order.
+    pr: Vec<f64>,
 }
 
 /// Accumulates per-image evaluations, given image by image in the order
@@ -64,65 +101,123 @@ where
 
     let mut acc = Accumulated {
         category_ids: category_ids.to_vec(),
-        precision: vec![-1.0; NUM_IOU_THRS * NUM_REC_THRS * nk * NUM_AREAS * NUM_MAX_DETS],
-        recall: vec![-1.0; NUM_IOU_THRS * nk * NUM_AREAS * NUM_MAX_DETS],
+        defined: vec![false; NUM_AREAS * nk],
+        curve_at: vec![(0, 0); NUM_AREAS * NUM_IOU_THRS * nk],
+        curves: Vec::new(),
+        recall: vec![-1.0; NUM_MAX_DETS * NUM_AREAS * NUM_IOU_THRS * nk],
     };
     let rec_thrs = recall_thresholds();
-    // (cell, detection) in score order; buffers reused across classes.
-    let mut order: Vec<(f64, u32, u32)> = Vec::new();
-    let mut pr: Vec<f64> = Vec::new();
-    let mut rc: Vec<f64> = Vec::new();
+    let mut s = Scratch::default();
 
     for (k, cells) in by_class.iter().enumerate() {
-        if cells.is_empty() {
+        let mut npig = [0u64; NUM_AREAS];
+        for c in cells {
+            for (n, &g) in npig.iter_mut().zip(&c.num_gt) {
+                *n += u64::from(g);
+            }
+        }
+        if npig.iter().all(|&n| n == 0) {
             continue;
         }
-        for (m, &max_det) in MAX_DETS.iter().enumerate() {
-            order.clear();
-            for (ci, cell) in cells.iter().enumerate() {
-                let n = cell.num_detections().min(max_det);
-                order.extend((0..n).map(|d| (cell.scores[d], ci as u32, d as u32)));
-            }
-            // Stable, descending: numpy's argsort(-scores, kind="mergesort").
-            order.sort_by(|a, b| b.0.total_cmp(&a.0));
+        for (a, &n) in npig.iter().enumerate() {
+            acc.defined[a * nk + k] = n > 0;
+        }
 
-            for a in 0..NUM_AREAS {
-                let npig: u64 = cells.iter().map(|c| u64::from(c.num_gt[a])).sum();
-                if npig == 0 {
-                    continue;
-                }
+        // Recall at the smaller maxDets: true positives among each cell's
+        // first `max_det` detections, in any order.
+        for (m, &max_det) in MAX_DETS.iter().enumerate().take(LAST_M) {
+            for a in (0..NUM_AREAS).filter(|&a| npig[a] > 0) {
                 for t in 0..NUM_IOU_THRS {
-                    let (mut tp, mut fp) = (0u64, 0u64);
-                    pr.clear();
-                    rc.clear();
-                    for &(_, ci, d) in &order {
-                        match cells[ci as usize].outcomes(a, t)[d as usize] {
-                            Outcome::TruePositive => tp += 1,
-                            Outcome::FalsePositive => fp += 1,
-                            Outcome::Ignored => {}
-                        }
-                        let (tpf, fpf) = (tp as f64, fp as f64);
-                        rc.push(tpf / npig as f64);
-                        pr.push(tpf / (fpf + tpf + EPS));
-                    }
+                    let tp: u64 = cells
+                        .iter()
+                        .map(|c| {
+                            let o = c.outcomes(a, t);
+                            o[..o.len().min(max_det)]
+                                .iter()
+                                .filter(|&&o| o == Outcome::TruePositive)
+                                .count() as u64
+                        })
+                        .sum();
                     let ri = acc.r_idx(t, k, a, m);
-                    acc.recall[ri] = rc.last().copied().unwrap_or(0.0);
-                    // Precision made monotone from the right.
-                    for i in (1..pr.len()).rev() {
-                        if pr[i] > pr[i - 1] {
-                            pr[i - 1] = pr[i];
+                    acc.recall[ri] = tp as f64 / npig[a] as f64;
+                }
+            }
+        }
+
+        // The detections kept at maxDets=100, sorted: stable, descending,
+        // numpy's argsort(-scores, kind="mergesort") over the cells'
+        // detections concatenated in order.
+        let max_det = MAX_DETS[LAST_M];
+        s.order.clear();
+        for (ci, cell) in cells.iter().enumerate() {
+            let n = cell.num_detections().min(max_det);
+            s.order
+                .extend((0..n).map(|d| (cell.scores[d], ci as u32, d as u32)));
+        }
+        s.order.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let n = s.order.len();
+
+        // Outcomes in score order, one row per (area, IoU threshold).
+        s.rows.clear();
+        s.rows
+            .resize(NUM_AREAS * NUM_IOU_THRS * n, Outcome::Ignored);
+        for (p, &(_, ci, d)) in s.order.iter().enumerate() {
+            let cell = cells[ci as usize];
+            for a in (0..NUM_AREAS).filter(|&a| npig[a] > 0) {
+                for t in 0..NUM_IOU_THRS {
+                    s.rows[(a * NUM_IOU_THRS + t) * n + p] = cell.outcomes(a, t)[d as usize];
+                }
+            }
+        }
+
+        for a in (0..NUM_AREAS).filter(|&a| npig[a] > 0) {
+            let npig_f = npig[a] as f64;
+            for t in 0..NUM_IOU_THRS {
+                let row = &s.rows[(a * NUM_IOU_THRS + t) * n..][..n];
+                // Cumulative counts, and precision at each true positive.
+                // Elsewhere precision only repeats or falls, so precision
+                // made monotone from the right, read at the first index
+                // reaching a recall threshold (a true positive, or index 0),
+                // is the max over the true positives from there on.
+                let (mut tp, mut fp) = (0u64, 0u64);
+                s.pr.clear();
+                for &o in row {
+                    match o {
+                        Outcome::TruePositive => {
+                            tp += 1;
+                            let (tpf, fpf) = (tp as f64, fp as f64);
+                            s.pr.push(tpf / (fpf + tpf + EPS));
                         }
-                    }
-                    // searchsorted(rc, rec_thrs, side="left"); past the end stays 0.
-                    let mut i = 0;
-                    for (r, &thr) in rec_thrs.iter().enumerate() {
-                        while i < rc.len() && rc[i] < thr {
-                            i += 1;
-                        }
-                        let pi = acc.p_idx(t, r, k, a, m);
-                        acc.precision[pi] = if i < pr.len() { pr[i] } else { 0.0 };
+                        Outcome::FalsePositive => fp += 1,
+                        Outcome::Ignored => {}
                     }
                 }
+                let ri = acc.r_idx(t, k, a, LAST_M);
+                acc.recall[ri] = tp as f64 / npig_f;
+                let pr = &mut s.pr;
+                for i in (1..pr.len()).rev() {
+                    if pr[i] > pr[i - 1] {
+                        pr[i - 1] = pr[i];
+                    }
+                }
+                // searchsorted(rc, rec_thrs, side="left"): the thresholds
+                // up to the j-th true positive's recall (j + 1) / npig that
+                // earlier ones did not reach read its precision; thresholds
+                // past the last recall read 0, left implicit.
+                let start = acc.curves.len();
+                let mut r = 0;
+                for (j, &p) in pr.iter().enumerate() {
+                    let rc = (j + 1) as f64 / npig_f;
+                    while r < NUM_REC_THRS && rec_thrs[r] <= rc {
+                        acc.curves.push(p);
+                        r += 1;
+                    }
+                    if r == NUM_REC_THRS {
+                        break;
+                    }
+                }
+                let ci = acc.c_idx(t, k, a);
+                acc.curve_at[ci] = (start as u32, r as u32);
             }
         }
     }
@@ -177,27 +272,59 @@ fn mean_defined(values: impl Iterator<Item = f64>) -> f64 {
 }
 
 impl Accumulated {
-    /// `_summarize(ap=1, ...)`: mean precision over the chosen slice.
-    fn mean_precision(&self, thr: Option<usize>, k: Option<usize>, a: usize, m: usize) -> f64 {
+    /// `_summarize(ap=1, ...)` at maxDets=100: mean precision over the chosen
+    /// slice. pycocotools sums in (IoU threshold, recall threshold, class)
+    /// order, skipping -1; adding the zeros changes nothing, so only the
+    /// nonzero values are added, in that same order.
+    fn mean_precision(&self, thr: Option<usize>, k: Option<usize>, a: usize) -> f64 {
+        let nk = self.category_ids.len();
         let ts = thr.map_or(0..NUM_IOU_THRS, |t| t..t + 1);
-        let ks = k.map_or(0..self.category_ids.len(), |k| k..k + 1);
-        mean_defined(ts.flat_map(|t| {
-            let ks = ks.clone();
-            (0..NUM_REC_THRS)
-                .flat_map(move |r| ks.clone().map(move |k| (r, k)))
-                .map(move |(r, k)| self.precision(t, r, k, a, m))
-        }))
+        let defined = &self.defined[a * nk..(a + 1) * nk];
+        let ks = k.map_or(0..nk, |k| k..k + 1);
+        let n_defined = defined[ks.clone()].iter().filter(|&&d| d).count();
+        if n_defined == 0 {
+            return -1.0;
+        }
+        let mut sum = 0.0;
+        match k {
+            Some(k) => {
+                for t in ts.clone() {
+                    for &v in self.curve(t, k, a) {
+                        sum += v;
+                    }
+                }
+            }
+            None => {
+                let mut active: Vec<(u32, u32)> = Vec::with_capacity(nk);
+                for t in ts.clone() {
+                    let at = &self.curve_at[self.c_idx(t, 0, a)..][..nk];
+                    active.clear();
+                    active.extend(at.iter().copied().filter(|&(_, len)| len > 0));
+                    for r in 0..NUM_REC_THRS as u32 {
+                        active.retain(|&(_, len)| len > r);
+                        if active.is_empty() {
+                            break;
+                        }
+                        for &(start, _) in &active {
+                            sum += self.curves[(start + r) as usize];
+                        }
+                    }
+                }
+            }
+        }
+        sum / (n_defined * ts.len() * NUM_REC_THRS) as f64
     }
 
     /// `_summarize(ap=0, ...)`: mean recall over the chosen slice.
     fn mean_recall(&self, a: usize, m: usize) -> f64 {
         let nk = self.category_ids.len();
-        mean_defined((0..NUM_IOU_THRS).flat_map(|t| (0..nk).map(move |k| self.recall(t, k, a, m))))
+        let from = self.r_idx(0, 0, a, m);
+        mean_defined(self.recall[from..from + NUM_IOU_THRS * nk].iter().copied())
     }
 
     /// COCOeval.summarize()'s `stats`, and AP / AP50 per class named by `class_name`.
     pub fn summarize(&self, class_name: impl Fn(u64) -> String) -> CocoSummary {
-        let last = NUM_MAX_DETS - 1;
+        let last = LAST_M;
         let t50 = iou_threshold_index(0.5);
         let t75 = iou_threshold_index(0.75);
         let mut per_class = BTreeMap::new();
@@ -209,18 +336,18 @@ impl Accumulated {
             per_class.insert(
                 name,
                 ClassAp {
-                    ap: self.mean_precision(None, Some(k), 0, last),
-                    ap50: self.mean_precision(t50, Some(k), 0, last),
+                    ap: self.mean_precision(None, Some(k), 0),
+                    ap50: self.mean_precision(t50, Some(k), 0),
                 },
             );
         }
         CocoSummary {
-            ap: self.mean_precision(None, None, 0, last),
-            ap50: self.mean_precision(t50, None, 0, last),
-            ap75: self.mean_precision(t75, None, 0, last),
-            ap_small: self.mean_precision(None, None, 1, last),
-            ap_medium: self.mean_precision(None, None, 2, last),
-            ap_large: self.mean_precision(None, None, 3, last),
+            ap: self.mean_precision(None, None, 0),
+            ap50: self.mean_precision(t50, None, 0),
+            ap75: self.mean_precision(t75, None, 0),
+            ap_small: self.mean_precision(None, None, 1),
+            ap_medium: self.mean_precision(None, None, 2),
+            ap_large: self.mean_precision(None, None, 3),
             ar1: self.mean_recall(0, 0),
             ar10: self.mean_recall(0, 1),
             ar100: self.mean_recall(0, last),
