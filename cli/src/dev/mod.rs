@@ -20,14 +20,14 @@ use router::{Delivery, Route, Stats};
 /// The webhook secret the local stack uses unless `WEBHOOK_SECRET` says otherwise.
 pub const DEV_WEBHOOK_SECRET: &str = "modelobs-dev-webhook-secret";
 
-/// Every function binary `cargo lambda watch` serves, with its package.
-const FUNCTIONS: &[(&str, &str)] = &[
-    ("inference", "inference"),
-    ("inference-upload", "inference"),
-    ("sampler", "sampler"),
-    ("webhook", "webhook"),
-    ("metrics", "metrics"),
-    ("rollup", "metrics"),
+/// Every function binary `cargo lambda watch` serves (template.yaml's `Binary`s).
+const FUNCTIONS: &[&str] = &[
+    "inference",
+    "inference-upload",
+    "sampler",
+    "webhook",
+    "metrics",
+    "rollup",
 ];
 
 #[derive(Args, Debug)]
@@ -262,7 +262,7 @@ async fn start_watch(args: &DevArgs) -> Result<Child> {
 
     let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     build.arg("build");
-    for (bin, _) in FUNCTIONS {
+    for bin in FUNCTIONS {
         build.args(["--bin", bin]);
     }
     println!("modelobs dev: building the functions");

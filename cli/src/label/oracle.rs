@@ -1,7 +1,7 @@
 //! The oracle labeler: answers each queued task with the boxes the simulator
 //! knows are there, as a Labelbox `LABEL_CREATED` event.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -81,7 +81,7 @@ pub async fn run(args: &LabelArgs) -> Result<()> {
     let client = WebhookClient::new(&args.webhook, &args.secret)?;
     let delay = chrono::Duration::seconds(args.delay_s as i64);
     let mut answered = 0usize;
-    let mut unknown: HashMap<CaptureId, ()> = HashMap::new();
+    let mut unknown: HashSet<CaptureId> = HashSet::new();
     let mut last_work = Instant::now();
     loop {
         let now = Utc::now();
@@ -93,7 +93,7 @@ pub async fn run(args: &LabelArgs) -> Result<()> {
                 continue;
             }
             let Some(t) = truth.get(&task.id) else {
-                if unknown.insert(task.id, ()).is_none() {
+                if unknown.insert(task.id) {
                     eprintln!("label: no truth for {} ({key}); left in the queue", task.id);
                 }
                 continue;
