@@ -13,25 +13,9 @@ set -euo pipefail
 SAM_VERSION=1.170.0
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-venv="${SAM_VENV:-$root/.cache/venv-sam}"
-python="${PYTHON:-python3}"
-stamp="$venv/.requirements.sha256"
-
-want="$( { echo "aws-sam-cli==$SAM_VERSION"; "$python" -c 'import sys; print(sys.version)'; } | sha256sum | cut -d' ' -f1)"
-
-if ! { [ -x "$venv/bin/sam" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; }; then
-  echo "sam.sh: setting up $venv with aws-sam-cli==$SAM_VERSION (first time: about a minute)" >&2
-  if [ -e "$venv" ]; then
-    [ -f "$venv/pyvenv.cfg" ] || { echo "sam.sh: $venv exists and is not a venv; not touching it" >&2; exit 1; }
-    rm -rf "$venv"
-  fi
-  mkdir -p "$(dirname "$venv")"
-  "$python" -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
-    "aws-sam-cli==$SAM_VERSION" >&2
-  "$venv/bin/sam" --version >&2
-  echo "$want" >"$stamp"
-fi
+[ -f "${SAM_VENV:-$root/.cache/venv-sam}/pyvenv.cfg" ] || echo "sam.sh: first time: about a minute" >&2
+python="$(VENV="${SAM_VENV:-}" bash "$root/scripts/venv.sh" sam "aws-sam-cli==$SAM_VERSION" 'import samcli')"
+venv="$(dirname "$(dirname "$python")")"
 
 if [ "${1:-}" = "--python" ]; then
   echo "$venv/bin/python"
