@@ -7,7 +7,7 @@
 #
 # Env: DAYS (10), RATE (requests per simulated day, 48), DRIFT (clean:5,dark:3,blur+small:2),
 #      SAMPLE_RATE (share of captures labelled uniformly, 0.5), PORT (9000), OUT (report.html),
-#      KEEP (0), MODELOBS (target/release/modelobs).
+#      KEEP (0), MODELOBS (target/debug/modelobs: `make bins`, the build `modelobs dev` reuses).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,7 +18,7 @@ SAMPLE_RATE="${SAMPLE_RATE:-0.5}"
 PORT="${PORT:-9000}"
 OUT="${OUT:-report.html}"
 KEEP="${KEEP:-0}"
-MODELOBS="${MODELOBS:-target/release/modelobs}"
+MODELOBS="${MODELOBS:-target/debug/modelobs}"
 work=.cache/demo
 mkdir -p "$work"
 rm -f "$work/truth.jsonl"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Cross-check `modelobs eval` against pycocotools on generated COCO sets.
 
-    python crosscheck.py --modelobs target/release/modelobs [--seed S] [--tol 1e-9]
+    python crosscheck.py --modelobs target/debug/modelobs [--seed S] [--tol 1e-9]
                          [--quirks] [--only NAME ...] [--keep DIR] [--no-hotcoco]
 
 For every set from gen_sets.py: evaluate with pycocotools (in-process, the

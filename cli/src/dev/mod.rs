@@ -20,16 +20,6 @@ use router::{Delivery, Route, Stats};
 /// The webhook secret the local stack uses unless `WEBHOOK_SECRET` says otherwise.
 pub const DEV_WEBHOOK_SECRET: &str = "modelobs-dev-webhook-secret";
 
-/// Every function binary `cargo lambda watch` serves (template.yaml's `Binary`s).
-const FUNCTIONS: &[&str] = &[
-    "inference",
-    "inference-upload",
-    "sampler",
-    "webhook",
-    "metrics",
-    "rollup",
-];
-
 #[derive(Args, Debug)]
 pub struct DevArgs {
     /// Where `cargo lambda watch` listens (function URLs and the invoke API).
@@ -260,19 +250,26 @@ async fn start_watch(args: &DevArgs) -> Result<Child> {
         }
     }
 
-    let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    build.arg("build");
-    for bin in FUNCTIONS {
-        build.args(["--bin", bin]);
-    }
-    println!("modelobs dev: building the functions");
+    // The whole workspace, as `make bins` and `cargo test` build it: the same
+    // selection resolves the same features, so this reuses that build instead
+    // of compiling the dependencies again for a subset.
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(&cargo);
+    build.args(["build", "--workspace", "--bins"]);
+    println!("modelobs dev: building the functions (cargo build --workspace --bins)");
     let status = build.status().await.context("running cargo build")?;
     if !status.success() {
         bail!("building the functions failed ({status})");
     }
+    let shim = cargo_run_shim(&root, &cargo)?;
+    let path = match std::env::var_os("PATH") {
+        Some(p) => std::env::join_paths(std::iter::once(shim).chain(std::env::split_paths(&p)))?,
+        None => shim.into_os_string(),
+    };
 
     let mut watch = Command::new(&args.cargo_lambda);
     watch
+        .env("PATH", path)
         .args(["lambda", "watch", "--ignore-changes", "--quiet", "-A"])
         .arg(&args.address)
         .arg("-P")
@@ -290,6 +287,50 @@ async fn start_watch(args: &DevArgs) -> Result<Child> {
         println!("modelobs dev: cargo lambda watch is process group {pid}");
     }
     Ok(child)
+}
+
+/// `cargo lambda watch` starts each function with `cargo run --bin <name>`,
+/// which resolves features for that one package and so compiles a dozen
+/// dependencies again per function (about a minute each here) before the
+/// first request is answered. A `cargo` first on the watcher's PATH turns
+/// that `run` into the workspace build above (a no-op: same selection, same
+/// features) and the binary it made; every other command goes to `real`.
+/// Returns the directory holding it.
+fn cargo_run_shim(root: &std::path::Path, real: &str) -> Result<PathBuf> {
+    let dir = root.join(".cache/dev/bin");
+    std::fs::create_dir_all(&dir)?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let script = format!(
+        r#"#!/bin/sh
+# Written by `modelobs dev` (cli/src/dev/mod.rs, cargo_run_shim): cargo lambda
+# watch's `cargo run --bin X` as the workspace build and target/debug/X.
+real='{real}'
+if [ "$1" = run ]; then
+  shift
+  bin=
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --bin) bin="$2"; shift 2 ;;
+      --) shift; break ;;
+      *) shift ;;
+    esac
+  done
+  [ -n "$bin" ] || {{ echo "cargo shim: no --bin in: cargo run $*" >&2; exit 2; }}
+  "$real" build --workspace --bins --quiet || exit $?
+  exec '{target}/debug/'"$bin" "$@"
+fi
+exec "$real" "$@"
+"#,
+        real = real.replace('\'', ""),
+        target = target.display().to_string().replace('\'', ""),
+    );
+    let path = dir.join("cargo");
+    std::fs::write(&path, script)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+    Ok(dir)
 }
 
 async fn wait_for_port(address: &str, port: u16, mut watch: Option<&mut Child>) -> Result<()> {

@@ -10,7 +10,7 @@ edited ones in image pixels (within 2 px), and the queue is empty.
 
 Screenshots land in .cache/browser/ (before and after Submit).
 
-    python review_page.py --modelobs target/release/modelobs [--chromium /usr/bin/chromium]
+    python review_page.py --modelobs target/debug/modelobs [--chromium /usr/bin/chromium]
 
 Only the standard library and `websockets` (the DevTools Protocol's transport).
 """
