@@ -8,7 +8,12 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
-MODELOBS := target/release/modelobs
+# One build for everything local: `make test`, `make demo` and `make dev` all use the
+# dev profile (dependencies at opt-level 2, Cargo.toml), so each dependency compiles
+# once; `cargo test`, `make bins`, `modelobs dev` and cargo lambda watch share it.
+# Benchmarks alone build --release (MODELOBS_RELEASE).
+MODELOBS := target/debug/modelobs
+MODELOBS_RELEASE := target/release/modelobs
 COCO_PY = $$(bash bench/coco/venv.sh)
 
 # ONNX Runtime comes from the pinned PyPI wheel (scripts/ort.sh says why);
@@ -20,7 +25,7 @@ export ORT_DYLIB_PATH ?= $(ORT_LIB)
 export MODELOBS_TEST_PHOTOS ?= /usr/share/darknet/data
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build release dev test fmt-check clippy unit crosscheck bench-eval bench-rollup demo clean ort photos layer bench-inference test-localstack lint-template test-local-resources test-browser chromium
+.PHONY: all build bins release dev test fmt-check clippy unit crosscheck bench-eval bench-rollup demo clean ort photos layer bench-inference test-localstack lint-template test-local-resources test-browser chromium
 
 all: build
 
@@ -29,11 +34,18 @@ all: build
 build: layer
 	bash scripts/cargo-lambda.sh bash scripts/sam.sh build --template template.yaml
 
+## bins: every binary of the workspace (the CLI and the functions), dev profile, with
+## cargo's progress on the terminal. `modelobs dev` runs the same command (a no-op then).
+bins:
+	$(CARGO) build --workspace --bins
+
+## release: the CLI optimised, for the benchmarks only.
 release:
 	$(CARGO) build --release -p modelobs-cli
 
-## test: formatting, lints, unit + integration tests, COCO cross-check against pycocotools.
-test: fmt-check clippy unit crosscheck test-localstack lint-template test-local-resources test-browser
+## test: formatting, lints, every test (LocalStack and the end-to-end test included), the COCO
+## cross-check against pycocotools, the template, the review page in a browser.
+test: fmt-check clippy unit crosscheck lint-template test-local-resources test-browser
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -41,8 +53,13 @@ fmt-check:
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+## unit: every test of the workspace, in one run inside a fresh LocalStack. Tests that need
+## ONNX Runtime, LocalStack or cargo-lambda are #[ignore = "needs ..."]: a plain `cargo test`
+## lists them as ignored, and here --include-ignored runs them, failing if anything is missing.
 unit: ort photos
-	MODELOBS_REQUIRE_ORT=1 $(CARGO) test --workspace
+	$(CARGO) test --workspace --no-run
+	CARGO_LAMBDA="$$(bash scripts/cargo-lambda.sh)/cargo-lambda" \
+	  localstack/with-stack $(CARGO) test --workspace --no-fail-fast -- --include-ignored
 
 ## ort: the ONNX Runtime library (.cache/ort/), from the pinned PyPI wheel.
 ort:
@@ -60,23 +77,22 @@ layer:
 	bash infra/layer/build.sh aarch64
 	bash infra/layer/model.sh
 
-## test-localstack: the real AWS adapters against LocalStack (host mode, no Docker), started and stopped around the run.
-## The end-to-end test (cli/tests/e2e_localstack.rs) is one of them: it runs `modelobs dev`,
-## which needs cargo-lambda (pinned PyPI wheel, scripts/cargo-lambda.sh) and the model.
+## test-localstack: only the tests against LocalStack (the S3 and Secrets Manager adapters, the
+## end-to-end test under `modelobs dev`), in a fresh stack; `make unit` runs them too.
 test-localstack: ort photos
 	$(CARGO) test --workspace --test '*localstack*' --no-run
-	CARGO_LAMBDA="$$(bash scripts/cargo-lambda.sh)/cargo-lambda" MODELOBS_REQUIRE_LOCALSTACK=1 \
-	  localstack/with-stack $(CARGO) test --workspace --test '*localstack*'
+	CARGO_LAMBDA="$$(bash scripts/cargo-lambda.sh)/cargo-lambda" \
+	  localstack/with-stack $(CARGO) test --workspace --test '*localstack*' -- --include-ignored
 
 ## dev: the local stack to work with by hand: LocalStack, the functions under cargo lambda
 ## watch, the event router and the rollup schedule (`modelobs dev`); Ctrl-C stops it all.
-dev: release ort
+dev: bins ort
 	CARGO_LAMBDA="$$(bash scripts/cargo-lambda.sh)/cargo-lambda" localstack/with-stack $(MODELOBS) dev
 
 ## test-browser: the review page of `modelobs label --serve` in headless Chromium (Debian's package,
 ## driven over the DevTools Protocol from Python): move, resize, delete, draw and reclassify boxes,
 ## submit, and check the signed event a fake webhook got. Screenshots in .cache/browser/.
-test-browser: release photos chromium
+test-browser: bins photos chromium
 	"$$(bash cli/tests/browser/venv.sh)" cli/tests/browser/review_page.py --modelobs $(MODELOBS)
 
 ## chromium: the headless browser test-browser drives.
@@ -96,26 +112,26 @@ test-local-resources:
 	MODELOBS_REQUIRE_LOCALSTACK=1 localstack/with-stack "$$(bash scripts/sam.sh --python)" localstack/test_template.py LocalStackMatchesTemplate
 
 ## crosscheck: `modelobs eval` vs pycocotools on generated sets (edge cases and pycocotools quirks), to 1e-9.
-crosscheck: release
+crosscheck: bins
 	"$(COCO_PY)" bench/coco/crosscheck.py --modelobs $(MODELOBS) --quirks --tol 1e-9
 
 ## bench-eval: a COCO-val-sized set, `modelobs eval` vs pycocotools vs hotcoco in one run.
 bench-eval: release
-	"$(COCO_PY)" bench/coco/bench_eval.py --modelobs $(MODELOBS) --images 5000
+	"$(COCO_PY)" bench/coco/bench_eval.py --modelobs $(MODELOBS_RELEASE) --images 5000
 
 ## bench-rollup: a day of 5000 labelled images: the rollup (24 hours + day) from stored ImageEvals vs pycocotools and hotcoco re-evaluating the day.
 bench-rollup: release
-	"$(COCO_PY)" bench/rollup/bench_rollup.py --modelobs $(MODELOBS) --images 5000
+	"$(COCO_PY)" bench/rollup/bench_rollup.py --modelobs $(MODELOBS_RELEASE) --images 5000
 
 ## bench-inference: Rust detector vs the Python reference (stages, bare model run, cold start, peak RSS).
 bench-inference: release ort photos
-	"$$(bash bench/inference/venv.sh)" bench/inference/bench.py --modelobs $(MODELOBS)
+	"$$(bash bench/inference/venv.sh)" bench/inference/bench.py --modelobs $(MODELOBS_RELEASE)
 
 ## demo: the whole loop (scripts/demo.sh): LocalStack, the functions and the event router,
 ## ~10 days of drifting traffic, the oracle labeling the samples, rollups, report.html,
 ## and a check that quality falls where the drift starts. KEEP=1 leaves the stack up.
-demo: release ort photos
-	bash scripts/demo.sh
+demo: bins ort photos
+	MODELOBS=$(MODELOBS) bash scripts/demo.sh
 
 clean:
 	$(CARGO) clean

@@ -151,28 +151,47 @@ def module_file(pkg, module):
     return None
 
 
+# Workspace libraries whose modules a binary's code runs (the application layer, the
+# adapters): followed like the binary's own modules. Not modelobs-core: it *defines*
+# every key (keys.rs), so following it would count every prefix as used.
+NOT_FOLLOWED = {"modelobs-core"}
+
+
 def binary_sources(pkg, bin_path):
-    """The binary's own file and the modules of its package it reaches
-    (`<crate>::m`, `crate::m`, `super::m`), transitively: the code that runs."""
-    files, todo = set(), [bin_path]
+    """The binary's own file and the modules it reaches (`<crate>::m`, `crate::m`,
+    `super::m`, and `<workspace library>::m` of its path dependencies),
+    transitively: the code that runs."""
+    by_crate = {p.crate: p for p in PACKAGES}
+    files, todo = set(), [(pkg, bin_path)]
     while todo:
-        path = todo.pop()
+        owner, path = todo.pop()
         if path in files:
             continue
         files.add(path)
         text = without_tests(slurp(path))
-        mods = set(re.findall(rf"\b(?:{pkg.crate}|crate|super)::(\w+)", text))
-        mods |= set(re.findall(r"^\s*(?:pub\s+)?mod\s+(\w+)\s*;", text, re.M))
+        refs = set()
+        for m in re.findall(rf"\b(?:{owner.crate}|crate|super)::(\w+)", text):
+            refs.add((owner, m))
+        for m in re.findall(r"^\s*(?:pub\s+)?mod\s+(\w+)\s*;", text, re.M):
+            refs.add((owner, m))
         # `use crate::{a, b::c}` groups
-        for group in re.findall(rf"\b(?:{pkg.crate}|crate)::\{{([^}}]*)\}}", text):
-            mods |= {g.strip().split("::")[0] for g in group.split(",") if g.strip()}
-        for m in mods:
-            f = module_file(pkg, m)
+        for group in re.findall(rf"\b(?:{owner.crate}|crate)::\{{([^}}]*)\}}", text):
+            refs |= {(owner, g.strip().split("::")[0]) for g in group.split(",") if g.strip()}
+        for dep in owner.deps:
+            lib = by_crate.get(dep.replace("-", "_"))
+            if lib is None or dep in NOT_FOLLOWED or lib is owner:
+                continue
+            for m in re.findall(rf"\b{lib.crate}::(\w+)", text):
+                refs.add((lib, m))
+            for group in re.findall(rf"\b{lib.crate}::\{{([^}}]*)\}}", text):
+                refs |= {(lib, g.strip().split("::")[0]) for g in group.split(",") if g.strip()}
+        for target, m in refs:
+            f = module_file(target, m)
             if f:
-                todo.append(f)
-                sub = os.path.join(pkg.dir, "src", m)
+                todo.append((target, f))
+                sub = os.path.join(target.dir, "src", m)
                 if os.path.isdir(sub):
-                    todo.extend(glob.glob(os.path.join(sub, "**/*.rs"), recursive=True))
+                    todo.extend((target, g) for g in glob.glob(os.path.join(sub, "**/*.rs"), recursive=True))
     return sorted(files)
 
 
@@ -543,7 +562,9 @@ class Wiring(unittest.TestCase):
 
     def test_dashboard_charts_every_emitted_metric(self):
         emitted = set()
-        for path in glob.glob(os.path.join(ROOT, "functions/*/src/**/*.rs"), recursive=True):
+        sources = glob.glob(os.path.join(ROOT, "functions/*/src/**/*.rs"), recursive=True)
+        sources += glob.glob(os.path.join(ROOT, "crates/pipeline/src/**/*.rs"), recursive=True)
+        for path in sources:
             text = without_tests(slurp(path))
             # ("Name", value, "Unit") tuples (emf.rs) and {"Name": ...} directives (capture.rs)
             emitted |= set(re.findall(r'\(\s*"([A-Za-z0-9]+)",[^()"]*(?:\([^()]*\)[^()"]*)*,\s*"(?:Count|Seconds|None|Milliseconds|Percent)"\s*\)', text))
@@ -556,7 +577,7 @@ class Wiring(unittest.TestCase):
         self.assertEqual(emitted - tabled, set(), "emitted but not in EMF (chart them and add them there)")
         self.assertEqual(tabled - emitted, set(), "in EMF but no longer emitted")
         self.assertTrue(WINDOW_METRICS <= EMF[WINDOW])
-        emf = without_tests(read("functions/metrics/src/emf.rs"))
+        emf = without_tests(read("crates/pipeline/src/emf.rs"))
         for dim in {d for dims in EMF for d in dims}:
             self.assertIn(f'"{dim}"', emf + read("functions/inference/src/capture.rs"))
 
@@ -580,7 +601,7 @@ class Wiring(unittest.TestCase):
 
     def test_ap50_alarm(self):
         alarm = RES["AP50Alarm"]["Properties"]
-        ns = re.search(r'NAMESPACE: &str = "(\w+)"', read("functions/metrics/src/emf.rs")).group(1)
+        ns = re.search(r'NAMESPACE: &str = "(\w+)"', read("crates/pipeline/src/emf.rs")).group(1)
         self.assertEqual((alarm["Namespace"], alarm["MetricName"]), (ns, "AP50"))
         self.assertEqual((alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"]), (2, 2))
         self.assertEqual(alarm["TreatMissingData"], "notBreaching")

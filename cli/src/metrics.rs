@@ -6,6 +6,7 @@ use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc};
 use clap::{Args, ValueEnum};
 use modelobs_adapters::ObjectStore;
 use modelobs_adapters::s3::S3Store;
+use modelobs_adapters::{RetryPolicy, Retrying};
 use modelobs_core::keys;
 use modelobs_core::records::{self, Granularity, WindowMetrics};
 
@@ -199,7 +200,10 @@ pub fn run(args: &MetricsArgs) -> Result<(), CliError> {
         .build()
         .map_err(anyhow::Error::from)?;
     let windows = runtime.block_on(async {
-        let store = S3Store::new(S3Store::client_from_env().await, bucket);
+        let store = Retrying::new(
+            S3Store::new(S3Store::client_from_env().await, bucket),
+            RetryPolicy::default(),
+        );
         query(
             &store,
             args.granularity.into(),

@@ -8,17 +8,18 @@ use std::time::Instant;
 use bytes::Bytes;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use clap::Args;
-use metrics::rollup::{self, RollupDeps, RollupReport};
-use metrics::sink::{Discard, EmfSink, MetricsSink};
 use modelobs_adapters::memory::MemoryStore;
-use modelobs_adapters::retry::Backoff;
 use modelobs_adapters::s3::S3Store;
 use modelobs_adapters::{ObjectStore, PutCondition};
+use modelobs_adapters::{RetryPolicy, Retrying};
 use modelobs_core::eval::{self, coco_format};
 use modelobs_core::keys;
 use modelobs_core::records::{
     self, CaptureId, Granularity, ImageEval, ModelRef, Window, WindowMetrics,
 };
+use modelobs_pipeline::rollup::{self, RollupDeps, RollupReport};
+use modelobs_pipeline::sink::{Discard, EmfSink, MetricsSink};
+use modelobs_pipeline::threshold;
 use serde_json::json;
 
 use crate::CliError;
@@ -57,20 +58,25 @@ pub fn run(args: &RollupArgs) -> Result<(), CliError> {
     let threshold = match args.score_threshold {
         Some(t) => t,
         None => {
-            metrics::config::Config::from_lookup(
-                |name| match name {
-                    "DATA_BUCKET" => Some(bucket.clone()),
-                    "SCORE_THRESHOLD" => std::env::var(name).ok().filter(|v| !v.is_empty()),
-                    _ => None,
-                },
-                None,
-            )
-            .map_err(|e| CliError::Other(e.into()))?
-            .score_threshold
+            match std::env::var("SCORE_THRESHOLD")
+                .ok()
+                .filter(|v| !v.is_empty())
+            {
+                None => threshold::DEFAULT_SCORE_THRESHOLD,
+                Some(v) => {
+                    threshold::parse_score_threshold(&v).ok_or_else(|| CliError::BadInput {
+                        path: "SCORE_THRESHOLD".into(),
+                        problem: format!("{v:?}: expected a number in [0, 1]"),
+                    })?
+                }
+            }
         }
     };
     let report = runtime()?.block_on(async {
-        let store = S3Store::new(S3Store::client_from_env().await, bucket);
+        let store = Retrying::new(
+            S3Store::new(S3Store::client_from_env().await, bucket),
+            RetryPolicy::default(),
+        );
         if args.emf {
             run_once(store, EmfSink, threshold).await
         } else {
@@ -96,7 +102,6 @@ async fn run_once<S: ObjectStore, M: MetricsSink>(
     let deps = RollupDeps {
         store,
         sink,
-        backoff: Backoff::default(),
         score_threshold,
         now: Utc::now,
         concurrency: 32,
@@ -245,7 +250,6 @@ pub fn bench(args: &BenchRollupArgs) -> Result<(), CliError> {
         let deps = RollupDeps {
             store: store.clone(),
             sink: Discard,
-            backoff: Backoff::immediate(1),
             score_threshold: 0.2,
             now: Utc::now,
             concurrency: 32,

@@ -3,7 +3,7 @@
 
 use std::process::{Command, Output};
 
-use modelobs_labelbox::fake::FakeLabelbox;
+use modelobs_testkit::fake_labelbox::FakeLabelbox;
 
 const KEY: &str = "cli-key";
 

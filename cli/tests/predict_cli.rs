@@ -33,22 +33,6 @@ fn predict(args: &[&str]) -> Output {
         .expect("run modelobs")
 }
 
-/// `MODELOBS_REQUIRE_ORT=1` (set by `make test`) turns a missing library
-/// into a failure instead of a skip.
-fn ort_available() -> bool {
-    if std::env::var_os("ORT_DYLIB_PATH").is_some_and(|v| !v.is_empty()) {
-        return true;
-    }
-    assert!(
-        std::env::var_os("MODELOBS_REQUIRE_ORT").is_none(),
-        "ORT_DYLIB_PATH is not set: run `make ort`"
-    );
-    eprintln!(
-        "SKIPPED: ORT_DYLIB_PATH is unset (`make ort` fetches the library; `make test` sets it)"
-    );
-    false
-}
-
 fn stdout(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).unwrap()
 }
@@ -58,10 +42,9 @@ fn stderr(out: &Output) -> String {
 }
 
 #[test]
+#[ignore = "needs ONNX Runtime (ORT_DYLIB_PATH): make test runs it"]
 fn json_is_one_answer_per_image_and_line() {
-    if !ort_available() {
-        return;
-    }
+    modelobs_testkit::require_ort();
     let png = chelsea();
     let out = predict(&["--json", &png, &png]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -91,10 +74,9 @@ fn json_is_one_answer_per_image_and_line() {
 }
 
 #[test]
+#[ignore = "needs ONNX Runtime (ORT_DYLIB_PATH): make test runs it"]
 fn options_reach_the_detector() {
-    if !ort_available() {
-        return;
-    }
+    modelobs_testkit::require_ort();
     let png = chelsea();
     let all = predict(&["--json", "--classes", "all", "--threads", "2", &png]);
     let all: serde_json::Value = serde_json::from_str(stdout(&all).trim()).unwrap();
@@ -113,10 +95,9 @@ fn options_reach_the_detector() {
 }
 
 #[test]
+#[ignore = "needs ONNX Runtime (ORT_DYLIB_PATH): make test runs it"]
 fn the_table_names_file_size_and_detections() {
-    if !ort_available() {
-        return;
-    }
+    modelobs_testkit::require_ort();
     let out = predict(&[&chelsea()]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
@@ -129,10 +110,9 @@ fn the_table_names_file_size_and_detections() {
 }
 
 #[test]
+#[ignore = "needs ONNX Runtime (ORT_DYLIB_PATH): make test runs it"]
 fn a_bad_image_is_exit_2_naming_the_file() {
-    if !ort_available() {
-        return;
-    }
+    modelobs_testkit::require_ort();
     let dir = std::env::temp_dir().join(format!("modelobs-predict-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let text = dir.join("notes.jpg");

@@ -16,6 +16,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use modelobs_adapters::ObjectStore;
 use modelobs_adapters::s3::S3Store;
+use modelobs_adapters::{RetryPolicy, Retrying};
 use modelobs_core::keys;
 use modelobs_core::records::{self, LabelingTask};
 use serde_json::Value;
@@ -83,10 +84,13 @@ pub struct TaskQueue<S> {
     pub store: S,
 }
 
-impl TaskQueue<S3Store> {
+impl TaskQueue<Retrying<S3Store>> {
     pub async fn from_env(bucket: &str) -> Self {
         Self {
-            store: S3Store::new(S3Store::client_from_env().await, bucket),
+            store: Retrying::new(
+                S3Store::new(S3Store::client_from_env().await, bucket),
+                RetryPolicy::default(),
+            ),
         }
     }
 }
@@ -133,7 +137,8 @@ impl WebhookClient {
     /// The status and body of the webhook's answer.
     pub async fn send(&self, topic: &str, payload: &Value) -> Result<(u16, String)> {
         let body = serde_json::to_vec(payload)?;
-        let (sha1, sha256) = webhook::signature::sign(self.secret.as_bytes(), &body);
+        let (sha1, sha256) =
+            modelobs_labelbox::webhook::signature::sign(self.secret.as_bytes(), &body);
         let response = self
             .http
             .post(&self.url)

@@ -1,6 +1,7 @@
 //! The oracle labeler: answers each queued task with the boxes the simulator
 //! knows are there, as a Labelbox `LABEL_CREATED` event.
 
+use modelobs_adapters::RetryPolicy;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
@@ -129,21 +130,56 @@ async fn answer<S: modelobs_adapters::ObjectStore>(
 ) -> Result<()> {
     let objects = annotate(truth, args.noise_px, args.seed);
     let event = label_event(task.id, &objects, Utc::now());
-    // The webhook answers 503 when S3 or SQS stumble: the sender retries.
-    for attempt in 1..=5 {
-        let (status, body) = client.send("LABEL_CREATED", &event).await?;
-        match status {
-            200..=299 => {
-                queue.done(key).await?;
-                return Ok(());
-            }
-            500..=599 if attempt < 5 => {
-                tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
-            }
-            _ => bail!("the webhook answered {status} for {}: {body}", task.id),
+    // The webhook answers 503 when S3 or SQS stumble: the sender retries,
+    // with the project's one retry policy.
+    let policy = RetryPolicy {
+        attempts: 5,
+        first_delay: Duration::from_millis(200),
+        max_delay: Duration::from_secs(2),
+        ..RetryPolicy::default()
+    };
+    let sent = policy
+        .run_classified(
+            "webhook delivery",
+            |e: &WebhookAnswer| (e.status >= 500, None),
+            || async {
+                let (status, body) =
+                    client
+                        .send("LABEL_CREATED", &event)
+                        .await
+                        .map_err(|e| WebhookAnswer {
+                            status: 0,
+                            body: format!("{e:#}"),
+                        })?;
+                if (200..=299).contains(&status) {
+                    Ok(())
+                } else {
+                    Err(WebhookAnswer { status, body })
+                }
+            },
+        )
+        .await;
+    match sent {
+        Ok(()) => queue.done(key).await,
+        Err(WebhookAnswer { status: 0, body }) => {
+            bail!("sending {} to the webhook: {body}", task.id)
+        }
+        Err(WebhookAnswer { status, body }) => {
+            bail!("the webhook answered {status} for {}: {body}", task.id)
         }
     }
-    unreachable!("the last attempt returns or bails")
+}
+
+/// A delivery the webhook did not take: its status (0: no answer) and body.
+struct WebhookAnswer {
+    status: u16,
+    body: String,
+}
+
+impl std::fmt::Display for WebhookAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HTTP {}: {}", self.status, self.body)
+    }
 }
 
 #[cfg(test)]
@@ -179,12 +215,12 @@ mod tests {
         let objects = annotate(&t, 0.0, 1);
         let event = label_event(t.id, &objects, Utc::now());
         let body = serde_json::to_vec(&event).unwrap();
-        let (_, parsed) = webhook::payload::parse(&body, Some("LABEL_CREATED"))
+        let (_, parsed) = modelobs_labelbox::webhook::payload::parse(&body, Some("LABEL_CREATED"))
             .unwrap()
             .unwrap();
         assert_eq!(parsed.capture_id, t.id);
-        let (mapped, unmapped) =
-            webhook::payload::ClassMap::default().map(parsed.objects.as_deref().unwrap());
+        let (mapped, unmapped) = modelobs_labelbox::webhook::payload::ClassMap::default()
+            .map(parsed.objects.as_deref().unwrap());
         assert!(unmapped.is_empty());
         let got: Vec<(String, BBox)> = mapped.into_iter().map(|o| (o.label, o.bbox)).collect();
         let want: Vec<(String, BBox)> = t

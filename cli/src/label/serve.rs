@@ -653,7 +653,7 @@ mod tests {
         assert_eq!(received.len(), 1);
         let (headers, event) = &received[0];
         assert_eq!(header(headers, "x-labelbox-event"), Some("LABEL_CREATED"));
-        webhook::signature::verify_request(
+        modelobs_labelbox::webhook::signature::verify_request(
             SECRET.as_bytes(),
             event,
             header(headers, "x-hub-signature"),
@@ -662,13 +662,13 @@ mod tests {
         .expect("signed with the webhook secret");
         assert!(header(headers, "x-hub-signature-256").is_some());
         // ... whose objects, as the webhook reads them, are the submitted boxes
-        let (_, parsed) = webhook::payload::parse(event, Some("LABEL_CREATED"))
+        let (_, parsed) = modelobs_labelbox::webhook::payload::parse(event, Some("LABEL_CREATED"))
             .unwrap()
             .unwrap();
         assert_eq!(parsed.capture_id, task.id);
         assert_eq!(parsed.label_id, format!("review-{}", task.id));
-        let (mapped, unmapped) =
-            webhook::payload::ClassMap::default().map(parsed.objects.as_deref().unwrap());
+        let (mapped, unmapped) = modelobs_labelbox::webhook::payload::ClassMap::default()
+            .map(parsed.objects.as_deref().unwrap());
         assert!(unmapped.is_empty());
         let got: Vec<(String, BBox)> = mapped.into_iter().map(|o| (o.label, o.bbox)).collect();
         assert_eq!(

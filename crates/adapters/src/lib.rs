@@ -3,12 +3,13 @@
 
 pub mod memory;
 pub mod observe;
-#[cfg(feature = "fake")]
-pub mod observe_fake;
 pub mod queue;
-pub mod retry;
+pub mod retrying;
 pub mod s3;
 pub mod secrets;
+
+pub use modelobs_retry::{RetryPolicy, Retryable};
+pub use retrying::Retrying;
 
 use std::future::Future;
 

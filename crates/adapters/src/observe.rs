@@ -2,7 +2,7 @@
 //!
 //! `POST https://<customer id>.collect.observeinc.com/v1/http/model-observability` with
 //! `Authorization: Bearer <datastream token>`; the path becomes a tag, each NDJSON line one
-//! observation. 429, 5xx, timeouts and connection errors are retried with [`Backoff`];
+//! observation. 429, 5xx, timeouts and connection errors are retried with the one [`RetryPolicy`];
 //! other answers are final. What to send (the JSON of each observation) is the caller's.
 
 use std::io::Write;
@@ -14,7 +14,7 @@ use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
 use thiserror::Error;
 
-use crate::retry::Backoff;
+use modelobs_retry::{RetryPolicy, Retryable};
 
 /// The ingest path: tags every observation with where it came from.
 pub const INGEST_PATH: &str = "/v1/http/model-observability";
@@ -68,6 +68,12 @@ pub enum ObserveError {
     Permanent(String),
 }
 
+impl Retryable for ObserveError {
+    fn is_transient(&self) -> bool {
+        ObserveError::is_transient(self)
+    }
+}
+
 impl ObserveError {
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::Transient(_))
@@ -78,7 +84,7 @@ pub struct ObserveClient {
     http: reqwest::Client,
     url: String,
     token: String,
-    backoff: Backoff,
+    retry: RetryPolicy,
 }
 
 impl ObserveClient {
@@ -91,16 +97,18 @@ impl ObserveClient {
             http,
             url: config.ingest_url(),
             token: config.token.clone(),
-            backoff: Backoff {
+            retry: RetryPolicy {
                 attempts: 4,
                 first_delay: Duration::from_millis(200),
                 max_delay: Duration::from_secs(2),
+                max_retry_after: Duration::from_secs(2),
+                jitter: true,
             },
         })
     }
 
-    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
-        self.backoff = backoff;
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
         self
     }
 
@@ -111,8 +119,8 @@ impl ObserveClient {
             return Ok(());
         }
         let body = gzip_ndjson(observations)?;
-        self.backoff
-            .retry(ObserveError::is_transient, || self.post(body.clone()))
+        self.retry
+            .run("observe ingest", || self.post(body.clone()))
             .await
     }
 

@@ -8,8 +8,22 @@ use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
-#[error("queue unavailable: {0}")]
-pub struct QueueError(pub String);
+#[error("queue unavailable: {message}")]
+pub struct QueueError {
+    pub message: String,
+    /// Throttling, 5xx, timeouts, lost connections (retried by
+    /// [`crate::retrying::Retrying`]); not a missing queue or a refused key.
+    pub transient: bool,
+}
+
+impl QueueError {
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            transient: true,
+        }
+    }
+}
 
 pub trait Queue: Send + Sync {
     fn send(&self, body: String) -> impl Future<Output = Result<(), QueueError>> + Send;
@@ -28,8 +42,15 @@ impl SqsQueue {
         }
     }
 
+    /// A client from the environment, with the SDK's own retries off: the
+    /// [`Retrying`](crate::retrying::Retrying) decorator is the one retry
+    /// layer, so a send is tried its policy's attempts, not 3 × that.
     pub async fn client_from_env() -> aws_sdk_sqs::Client {
-        aws_sdk_sqs::Client::new(&aws_config::load_from_env().await)
+        let shared = aws_config::load_from_env().await;
+        let config = aws_sdk_sqs::config::Builder::from(&shared)
+            .retry_config(aws_sdk_sqs::config::retry::RetryConfig::disabled())
+            .build();
+        aws_sdk_sqs::Client::from_conf(config)
     }
 }
 
@@ -43,11 +64,22 @@ impl Queue for SqsQueue {
             .await
             .map(|_| ())
             .map_err(|e: SdkError<_, _>| {
-                QueueError(
-                    e.as_service_error()
+                let transient = match &e {
+                    SdkError::TimeoutError(_)
+                    | SdkError::DispatchFailure(_)
+                    | SdkError::ResponseError(_) => true,
+                    SdkError::ServiceError(se) => {
+                        matches!(se.raw().status().as_u16(), 429 | 500..)
+                    }
+                    _ => false,
+                };
+                QueueError {
+                    message: e
+                        .as_service_error()
                         .and_then(|s| s.message().map(str::to_string))
                         .unwrap_or_else(|| format!("{e:?}")),
-                )
+                    transient,
+                }
             })
     }
 }
@@ -78,7 +110,7 @@ impl Queue for MemoryQueue {
         let left = self.failures.load(Ordering::SeqCst);
         if left > 0 {
             self.failures.store(left - 1, Ordering::SeqCst);
-            return Err(QueueError("injected failure".into()));
+            return Err(QueueError::transient("injected failure"));
         }
         self.sent.lock().unwrap().push(body);
         Ok(())

@@ -30,12 +30,15 @@ impl S3Store {
         self
     }
 
-    /// A client from the environment. With an endpoint override (LocalStack)
-    /// it uses path-style addressing and only sends checksums when required,
-    /// which emulators handle reliably.
+    /// A client from the environment, with the SDK's own retries off: the
+    /// [`Retrying`](crate::retrying::Retrying) decorator is the one retry
+    /// layer (see [`classify`] for what it retries). With an endpoint
+    /// override (LocalStack) it uses path-style addressing and only sends
+    /// checksums when required, which emulators handle reliably.
     pub async fn client_from_env() -> aws_sdk_s3::Client {
         let shared = aws_config::load_from_env().await;
-        let mut config = aws_sdk_s3::config::Builder::from(&shared);
+        let mut config = aws_sdk_s3::config::Builder::from(&shared)
+            .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled());
         if shared.endpoint_url().is_some() {
             config = config
                 .force_path_style(true)

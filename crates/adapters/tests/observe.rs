@@ -1,9 +1,9 @@
 //! The Observe client against a fake collector on 127.0.0.1: what goes on the
 //! wire (gzip NDJSON, bearer token, path) and which answers are retried.
 
+use modelobs_adapters::RetryPolicy;
 use modelobs_adapters::observe::{ObserveClient, ObserveConfig};
-use modelobs_adapters::observe_fake::FakeObserve;
-use modelobs_adapters::retry::Backoff;
+use modelobs_testkit::fake_observe::FakeObserve;
 
 fn observations() -> Vec<String> {
     vec![
@@ -15,7 +15,7 @@ fn observations() -> Vec<String> {
 async fn client(fake: &FakeObserve, attempts: u32) -> ObserveClient {
     ObserveClient::new(&ObserveConfig::with_base_url(&fake.base_url(), "tok-123"))
         .unwrap()
-        .with_backoff(Backoff::immediate(attempts))
+        .with_retry(RetryPolicy::immediate(attempts))
 }
 
 #[tokio::test]
@@ -91,7 +91,7 @@ async fn a_closed_port_is_a_transient_failure() {
         "t",
     ))
     .unwrap()
-    .with_backoff(Backoff::immediate(2));
+    .with_retry(RetryPolicy::immediate(2));
 
     let err = client.send(&observations()).await.unwrap_err();
 

@@ -1,7 +1,7 @@
 //! The real S3 adapter against LocalStack (tier 2: `make test-localstack`).
 //!
-//! Runs only when `AWS_ENDPOINT_URL` is set (`localstack/with-stack` sets it); without it each
-//! test prints "skipped" and passes, unless `MODELOBS_REQUIRE_LOCALSTACK=1` says it must run.
+//! Every test is `#[ignore]`d with the reason: `make test` runs them inside
+//! `localstack/with-stack` with `--include-ignored`; without a stack they fail.
 //! Every test writes under its own fresh prefix in `DATA_BUCKET`, so runs never see each other.
 
 use aws_sdk_s3::Client;
@@ -9,22 +9,12 @@ use bytes::Bytes;
 use modelobs_adapters::s3::S3Store;
 use modelobs_adapters::{ObjectStore, PutCondition, PutOutcome};
 
-/// The store and a prefix no earlier run used; `None` (after saying why) when there is no stack.
-async fn stack(test: &str) -> Option<(S3Store, Client, String)> {
-    if std::env::var_os("AWS_ENDPOINT_URL").is_none() {
-        if std::env::var("MODELOBS_REQUIRE_LOCALSTACK").as_deref() == Ok("1") {
-            panic!(
-                "MODELOBS_REQUIRE_LOCALSTACK=1 but AWS_ENDPOINT_URL is not set: \
-                 run through `localstack/with-stack cargo test ...`"
-            );
-        }
-        eprintln!("skipped: {test} needs LocalStack (AWS_ENDPOINT_URL is not set)");
-        return None;
-    }
-    let bucket = std::env::var("DATA_BUCKET").unwrap_or_else(|_| "modelobs-data".into());
+/// The store and a prefix no earlier run used (the test fails without a stack).
+async fn stack(test: &str) -> (S3Store, Client, String) {
+    let bucket = modelobs_testkit::require_localstack().bucket;
     let client = S3Store::client_from_env().await;
     let prefix = format!("test-s3-localstack/{}/{test}/", uuid::Uuid::now_v7());
-    Some((S3Store::new(client.clone(), bucket), client, prefix))
+    (S3Store::new(client.clone(), bucket), client, prefix)
 }
 
 fn written(outcome: PutOutcome) -> String {
@@ -35,10 +25,9 @@ fn written(outcome: PutOutcome) -> String {
 }
 
 #[tokio::test]
+#[ignore = "needs LocalStack (localstack/with-stack): make test runs it"]
 async fn put_then_get_round_trips_body_content_type_and_etag() {
-    let Some((store, client, prefix)) = stack("round_trip").await else {
-        return;
-    };
+    let (store, client, prefix) = stack("round_trip").await;
     let key = format!("{prefix}captures/a.json");
     let body = Bytes::from_static(br#"{"id":"a","boxes":[]}"#);
 
@@ -69,10 +58,9 @@ async fn put_then_get_round_trips_body_content_type_and_etag() {
 }
 
 #[tokio::test]
+#[ignore = "needs LocalStack (localstack/with-stack): make test runs it"]
 async fn if_absent_on_an_existing_key_fails_and_leaves_the_object() {
-    let Some((store, _, prefix)) = stack("if_absent").await else {
-        return;
-    };
+    let (store, _, prefix) = stack("if_absent").await;
     let key = format!("{prefix}markers/done");
     // GIVEN an object written only-if-absent
     written(
@@ -105,10 +93,9 @@ async fn if_absent_on_an_existing_key_fails_and_leaves_the_object() {
 }
 
 #[tokio::test]
+#[ignore = "needs LocalStack (localstack/with-stack): make test runs it"]
 async fn if_match_writes_with_the_current_etag_and_fails_with_a_stale_one() {
-    let Some((store, _, prefix)) = stack("if_match").await else {
-        return;
-    };
+    let (store, _, prefix) = stack("if_match").await;
     let key = format!("{prefix}counters/n");
     // GIVEN an object at version 1
     let v1 = written(
@@ -155,10 +142,9 @@ async fn if_match_writes_with_the_current_etag_and_fails_with_a_stale_one() {
 /// S3 answers If-Match on a missing key with 404 NoSuchKey, not 412. For the caller it is the
 /// same thing (the object is not the version it read), and `MemoryStore` says ConditionFailed.
 #[tokio::test]
+#[ignore = "needs LocalStack (localstack/with-stack): make test runs it"]
 async fn if_match_on_a_missing_key_fails_the_condition() {
-    let Some((store, _, prefix)) = stack("if_match_missing").await else {
-        return;
-    };
+    let (store, _, prefix) = stack("if_match_missing").await;
     let key = format!("{prefix}counters/never-written");
 
     let outcome = store
@@ -176,10 +162,9 @@ async fn if_match_on_a_missing_key_fails_the_condition() {
 }
 
 #[tokio::test]
+#[ignore = "needs LocalStack (localstack/with-stack): make test runs it"]
 async fn missing_keys_get_none_and_delete_is_idempotent() {
-    let Some((store, _, prefix)) = stack("missing").await else {
-        return;
-    };
+    let (store, _, prefix) = stack("missing").await;
     let key = format!("{prefix}gone.json");
     assert_eq!(store.get(&key).await.unwrap(), None, "never written");
 
@@ -207,10 +192,9 @@ async fn missing_keys_get_none_and_delete_is_idempotent() {
 }
 
 #[tokio::test]
+#[ignore = "needs LocalStack (localstack/with-stack): make test runs it"]
 async fn awkward_keys_round_trip() {
-    let Some((store, _, prefix)) = stack("awkward_keys").await else {
-        return;
-    };
+    let (store, _, prefix) = stack("awkward_keys").await;
     let names = [
         "with space.jpg",
         "parens (1).jpg",
@@ -242,10 +226,9 @@ async fn awkward_keys_round_trip() {
 }
 
 #[tokio::test]
+#[ignore = "needs LocalStack (localstack/with-stack): make test runs it"]
 async fn list_walks_every_page_in_key_order_and_stays_in_its_prefix() {
-    let Some((store, _, prefix)) = stack("list").await else {
-        return;
-    };
+    let (store, _, prefix) = stack("list").await;
     // Two keys a page: five keys take three pages.
     let store = store.with_list_page_size(2);
     let mut etags = Vec::new();

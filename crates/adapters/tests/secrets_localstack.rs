@@ -1,27 +1,18 @@
 //! `resolve_secret` against Secrets Manager in LocalStack (tier 2: `make test-localstack`).
 //!
-//! Runs only when `AWS_ENDPOINT_URL` is set (`localstack/with-stack` sets it); without it each
-//! test prints "skipped" and passes, unless `MODELOBS_REQUIRE_LOCALSTACK=1` says it must run.
+//! Every test is `#[ignore]`d with the reason: `make test` runs them inside
+//! `localstack/with-stack` with `--include-ignored`; without a stack they fail.
 //! Every test creates its own freshly named secret, so runs never see each other.
 
 use aws_sdk_secretsmanager::Client;
 use modelobs_adapters::secrets::{SecretError, SecretsManager, arn_variable, resolve_secret_from};
 
-/// A client and a secret name no earlier run used; `None` (after saying why) when there is no stack.
-async fn stack(test: &str) -> Option<(Client, String)> {
-    if std::env::var_os("AWS_ENDPOINT_URL").is_none() {
-        if std::env::var("MODELOBS_REQUIRE_LOCALSTACK").as_deref() == Ok("1") {
-            panic!(
-                "MODELOBS_REQUIRE_LOCALSTACK=1 but AWS_ENDPOINT_URL is not set: \
-                 run through `localstack/with-stack cargo test ...`"
-            );
-        }
-        eprintln!("skipped: {test} needs LocalStack (AWS_ENDPOINT_URL is not set)");
-        return None;
-    }
+/// A client and a secret name no earlier run used (the test fails without a stack).
+async fn stack(test: &str) -> (Client, String) {
+    modelobs_testkit::require_localstack();
     let client = SecretsManager::client_from_env().await;
     let name = format!("test-secrets-localstack/{}/{test}", uuid::Uuid::now_v7());
-    Some((client, name))
+    (client, name)
 }
 
 /// Only the ARN variable is set, as in the deployed stack.
@@ -31,10 +22,9 @@ fn only_arn(name: &'static str, arn: String) -> impl Fn(&str) -> Option<String> 
 }
 
 #[tokio::test]
+#[ignore = "needs LocalStack (localstack/with-stack): make test runs it"]
 async fn a_secret_named_by_its_arn_resolves_to_its_string() {
-    let Some((client, name)) = stack("by_arn").await else {
-        return;
-    };
+    let (client, name) = stack("by_arn").await;
     // GIVEN a secret created through the SDK
     let created = client
         .create_secret()
@@ -61,10 +51,9 @@ async fn a_secret_named_by_its_arn_resolves_to_its_string() {
 }
 
 #[tokio::test]
+#[ignore = "needs LocalStack (localstack/with-stack): make test runs it"]
 async fn the_current_version_wins_after_a_put() {
-    let Some((client, name)) = stack("rotated").await else {
-        return;
-    };
+    let (client, name) = stack("rotated").await;
     // GIVEN a secret created with a placeholder, then given its real value (as the template's
     // generated secrets are)
     let arn = client
@@ -98,10 +87,9 @@ async fn the_current_version_wins_after_a_put() {
 }
 
 #[tokio::test]
+#[ignore = "needs LocalStack (localstack/with-stack): make test runs it"]
 async fn a_missing_secret_is_an_error_naming_the_variable() {
-    let Some((client, name)) = stack("missing").await else {
-        return;
-    };
+    let (client, name) = stack("missing").await;
     let arn = format!("arn:aws:secretsmanager:us-east-1:000000000000:secret:{name}-AbCdEf");
 
     let err = resolve_secret_from(

@@ -3,8 +3,8 @@
 //! Runs the NanoDet detector (animal classes, the serving threshold) on every
 //! photo under each condition, a few seeded draws each, and evaluates AP50
 //! against the transformed hand-drawn boxes. Needs `ORT_DYLIB_PATH` (`make
-//! ort`); without it the test prints why and passes, unless
-//! `MODELOBS_REQUIRE_ORT` is set (`make test`). `--nocapture` prints the table.
+//! ort`): `#[ignore]`d with the reason, run by `make test` (`--include-ignored`),
+//! and failing without it. `--nocapture` prints the table.
 
 use std::path::{Path, PathBuf};
 
@@ -18,18 +18,6 @@ use rand::SeedableRng;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn ort_available() -> bool {
-    if std::env::var_os("ORT_DYLIB_PATH").is_some_and(|v| !v.is_empty()) {
-        return true;
-    }
-    assert!(
-        std::env::var_os("MODELOBS_REQUIRE_ORT").is_none(),
-        "ORT_DYLIB_PATH is not set: run `make ort`"
-    );
-    eprintln!("SKIPPED: ORT_DYLIB_PATH is unset (`make ort` fetches the library)");
-    false
 }
 
 /// Draws per photo and condition: 6 photos x 4 = 24 images, 44 animals.
@@ -94,10 +82,9 @@ fn ap50(detector: &OnnxDetector, ds: &Dataset, schedule: &DriftSchedule, day: u3
 }
 
 #[test]
+#[ignore = "needs ONNX Runtime (ORT_DYLIB_PATH): make test runs it"]
 fn quality_falls_when_the_pictures_drift() {
-    if !ort_available() {
-        return;
-    }
+    modelobs_testkit::require_ort();
     let model = repo().join("models/nanodet/model.json");
     let detector =
         OnnxDetector::load(&DetectorConfig::new(model)).unwrap_or_else(|e| panic!("{e}"));

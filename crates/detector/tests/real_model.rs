@@ -76,22 +76,6 @@ fn photo(name: &str) -> Vec<u8> {
     })
 }
 
-/// `MODELOBS_REQUIRE_ORT=1` (set by `make test`) turns a missing library
-/// into a failure instead of a skip.
-fn ort_available() -> bool {
-    if std::env::var_os("ORT_DYLIB_PATH").is_some_and(|v| !v.is_empty()) {
-        return true;
-    }
-    assert!(
-        std::env::var_os("MODELOBS_REQUIRE_ORT").is_none(),
-        "ORT_DYLIB_PATH is not set: run `make ort`"
-    );
-    eprintln!(
-        "SKIPPED: ORT_DYLIB_PATH is unset (`make ort` fetches the library; `make test` sets it)"
-    );
-    false
-}
-
 fn load(config: DetectorConfig) -> OnnxDetector {
     OnnxDetector::load(&config).unwrap_or_else(|e| panic!("{e}"))
 }
@@ -174,10 +158,9 @@ fn reference(name: &str) -> (u32, u32, Vec<Detection>) {
 }
 
 #[test]
+#[ignore = "needs ONNX Runtime (ORT_DYLIB_PATH): make test runs it"]
 fn matches_the_python_reference_on_the_test_photos() {
-    if !ort_available() {
-        return;
-    }
+    modelobs_testkit::require_ort();
     let det = all_classes();
     for name in ["horses.jpg", "giraffe.jpg", "dog.jpg", "chelsea.png"] {
         let p = det.detect(&photo(name)).unwrap();
@@ -202,10 +185,9 @@ fn matches_the_python_reference_on_the_test_photos() {
 }
 
 #[test]
+#[ignore = "needs ONNX Runtime (ORT_DYLIB_PATH): make test runs it"]
 fn chelsea_is_a_cat_with_the_default_animal_classes() {
-    if !ort_available() {
-        return;
-    }
+    modelobs_testkit::require_ort();
     // GIVEN the default config (the ten animal classes)
     let det = load(DetectorConfig::new(model_json()));
     assert_eq!(det.classes().len(), 10);
@@ -228,10 +210,9 @@ fn chelsea_is_a_cat_with_the_default_animal_classes() {
 }
 
 #[test]
+#[ignore = "needs ONNX Runtime (ORT_DYLIB_PATH): make test runs it"]
 fn overrides_narrow_the_answer() {
-    if !ort_available() {
-        return;
-    }
+    modelobs_testkit::require_ort();
     let det = load(DetectorConfig {
         classes: Some(vec!["horse".into()]),
         score_threshold: Some(0.5),
@@ -263,10 +244,9 @@ fn crc32(bytes: &[u8]) -> u32 {
 }
 
 #[test]
+#[ignore = "needs ONNX Runtime (ORT_DYLIB_PATH): make test runs it"]
 fn an_exif_rotated_photo_is_seen_upright() {
-    if !ort_available() {
-        return;
-    }
+    modelobs_testkit::require_ort();
     // GIVEN chelsea.png stored rotated a quarter turn left, with an eXIf
     // chunk saying "rotate 90° clockwise to display" (orientation 6)
     let upright = image::load_from_memory(&photo("chelsea.png")).unwrap();
@@ -292,10 +272,9 @@ fn an_exif_rotated_photo_is_seen_upright() {
 }
 
 #[test]
+#[ignore = "needs ONNX Runtime (ORT_DYLIB_PATH): make test runs it"]
 fn bad_images_are_refused_with_the_right_error() {
-    if !ort_available() {
-        return;
-    }
+    modelobs_testkit::require_ort();
     let det = all_classes();
     let horses = photo("horses.jpg");
     assert!(matches!(

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use modelobs_adapters::retry::Backoff;
+use modelobs_retry::{RetryPolicy, Retryable};
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::multipart::{Form, Part};
@@ -45,9 +45,9 @@ pub struct LabelboxClient {
     endpoint: String,
     api_key: String,
     http: reqwest::Client,
-    backoff: Backoff,
-    /// The longest `Retry-After` we honour; a longer one is cut to this.
-    max_retry_after: Duration,
+    /// Retries of throttled, failed or lost requests; `max_retry_after` is
+    /// the longest `Retry-After` honoured.
+    retry: RetryPolicy,
     polling: Polling,
 }
 
@@ -56,8 +56,7 @@ impl std::fmt::Debug for LabelboxClient {
         // Never the API key.
         f.debug_struct("LabelboxClient")
             .field("endpoint", &self.endpoint)
-            .field("backoff", &self.backoff)
-            .field("max_retry_after", &self.max_retry_after)
+            .field("retry", &self.retry)
             .field("polling", &self.polling)
             .finish_non_exhaustive()
     }
@@ -84,12 +83,13 @@ impl LabelboxClient {
             endpoint: DEFAULT_ENDPOINT.to_string(),
             api_key: api_key.into(),
             http,
-            backoff: Backoff {
+            retry: RetryPolicy {
                 attempts: 5,
                 first_delay: Duration::from_millis(500),
                 max_delay: Duration::from_secs(8),
+                max_retry_after: Duration::from_secs(30),
+                jitter: true,
             },
-            max_retry_after: Duration::from_secs(30),
             polling: Polling::default(),
         })
     }
@@ -101,14 +101,18 @@ impl LabelboxClient {
         self
     }
 
-    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
-        self.backoff = backoff;
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
         self
     }
 
     pub fn with_max_retry_after(mut self, max: Duration) -> Self {
-        self.max_retry_after = max;
+        self.retry.max_retry_after = max;
         self
+    }
+
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.retry
     }
 
     pub fn with_polling(mut self, polling: Polling) -> Self {
@@ -246,38 +250,26 @@ impl LabelboxClient {
     where
         F: Fn() -> reqwest::RequestBuilder,
     {
-        let attempts = self.backoff.attempts.max(1);
-        let mut delay = self.backoff.first_delay;
-        let mut attempt = 1;
-        loop {
-            let sent = request()
-                .bearer_auth(&self.api_key)
-                .header("Accept", "application/json")
-                .send()
-                .await;
-            let (result, retry_after) = match sent {
-                Ok(response) => read_response(response).await,
-                Err(e) => (Err(LabelboxError::Http(e)), None),
-            };
-            match result {
-                Err(e) if attempt < attempts && e.is_transient() => {
-                    let wait = retry_after
-                        .map(|d| d.min(self.max_retry_after))
-                        .unwrap_or(delay);
-                    tracing::warn!(
-                        operation,
-                        attempt,
-                        wait_ms = wait.as_millis() as u64,
-                        error = %e,
-                        "Labelbox transient failure, retrying"
-                    );
-                    tokio::time::sleep(wait).await;
-                    delay = (delay * 2).min(self.backoff.max_delay);
-                    attempt += 1;
+        self.retry
+            .run(operation, || async {
+                let sent = request()
+                    .bearer_auth(&self.api_key)
+                    .header("Accept", "application/json")
+                    .send()
+                    .await;
+                match sent {
+                    Ok(response) => match read_response(response).await {
+                        (Ok(data), _) => Ok(data),
+                        (Err(error), retry_after) => Err(Attempt { error, retry_after }),
+                    },
+                    Err(e) => Err(Attempt {
+                        error: LabelboxError::Http(e),
+                        retry_after: None,
+                    }),
                 }
-                result => return result,
-            }
-        }
+            })
+            .await
+            .map_err(|a| a.error)
     }
 }
 
@@ -294,6 +286,28 @@ pub(crate) fn operation_name(query: &str) -> &str {
         .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
         .unwrap_or(rest.len());
     &rest[..end]
+}
+
+/// One failed try: the error, and the `Retry-After` its answer carried
+/// (5xx answers may carry one too, not only 429s).
+struct Attempt {
+    error: LabelboxError,
+    retry_after: Option<Duration>,
+}
+
+impl std::fmt::Display for Attempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl Retryable for Attempt {
+    fn is_transient(&self) -> bool {
+        self.error.is_transient()
+    }
+    fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
 }
 
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {

@@ -4,18 +4,17 @@
 //!
 //! The queries follow Labelbox's Python SDK (`labelbox-python`), which is the
 //! only published description of this API: same mutations, same variables,
-//! same endpoints. Labelbox cannot be reached from tests; `fake::FakeLabelbox`
-//! (feature `fake`) stands in for it and checks what is sent.
+//! same endpoints. Labelbox cannot be reached from tests; `modelobs_testkit::fake_labelbox`
+//! stands in for it and checks what is sent.
 
 pub mod client;
 pub mod data_rows;
 pub mod error;
 pub mod export;
-#[cfg(feature = "fake")]
-pub mod fake;
 pub mod labeling;
 pub mod presign;
 pub mod setup;
+pub mod webhook;
 
 pub use client::{DEFAULT_ENDPOINT, LabelboxClient, Polling};
 pub use data_rows::{DataRowRef, NewDataRow};

@@ -3,13 +3,13 @@
 
 use std::time::{Duration, Instant};
 
-use modelobs_adapters::retry::Backoff;
 use modelobs_core::boxes::LabelboxBox;
-use modelobs_labelbox::fake::{FakeLabelbox, Scripted};
 use modelobs_labelbox::{
     BatchOutcome, BatchSpec, BoxPrelabel, ImportOutcome, LabelboxClient, LabelboxError, NewDataRow,
     Polling, prelabels_ndjson,
 };
+use modelobs_retry::RetryPolicy;
+use modelobs_testkit::fake_labelbox::{FakeLabelbox, Scripted};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -19,7 +19,7 @@ fn client(fake: &FakeLabelbox) -> LabelboxClient {
     LabelboxClient::new(KEY)
         .unwrap()
         .with_endpoint(fake.endpoint())
-        .with_backoff(Backoff::immediate(3))
+        .with_retry(RetryPolicy::immediate(3))
         .with_polling(Polling {
             interval: Duration::from_millis(5),
             timeout: Duration::from_secs(5),
@@ -64,7 +64,7 @@ async fn a_wrong_key_is_unauthorized_and_not_retried() {
     let wrong = LabelboxClient::new("wrong")
         .unwrap()
         .with_endpoint(fake.endpoint())
-        .with_backoff(Backoff::immediate(3));
+        .with_retry(RetryPolicy::immediate(3));
 
     let err = wrong.create_dataset("captures").await.unwrap_err();
 

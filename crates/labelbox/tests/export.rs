@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use modelobs_adapters::retry::Backoff;
 use modelobs_core::boxes::LabelboxBox;
-use modelobs_labelbox::fake::{FakeLabelbox, Scripted};
 use modelobs_labelbox::{ExportedBox, LabelboxClient, LabelboxError, Polling};
+use modelobs_retry::RetryPolicy;
+use modelobs_testkit::fake_labelbox::{FakeLabelbox, Scripted};
 use serde_json::{Value, json};
 
 const KEY: &str = "test-api-key";
@@ -18,7 +18,7 @@ fn client(fake: &FakeLabelbox) -> LabelboxClient {
     LabelboxClient::new(KEY)
         .unwrap()
         .with_endpoint(fake.endpoint())
-        .with_backoff(Backoff::immediate(3))
+        .with_retry(RetryPolicy::immediate(3))
         .with_polling(Polling {
             interval: Duration::from_millis(5),
             timeout: Duration::from_secs(5),

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use modelobs_adapters::retry::Backoff;
-use modelobs_labelbox::fake::FakeLabelbox;
 use modelobs_labelbox::{LabelboxClient, SetupSpec, WebhookSpec};
+use modelobs_retry::RetryPolicy;
+use modelobs_testkit::fake_labelbox::FakeLabelbox;
 
 const KEY: &str = "setup-key";
 
@@ -26,7 +26,7 @@ fn client(fake: &FakeLabelbox) -> LabelboxClient {
     LabelboxClient::new(KEY)
         .unwrap()
         .with_endpoint(fake.endpoint())
-        .with_backoff(Backoff::immediate(2))
+        .with_retry(RetryPolicy::immediate(2))
         .with_max_retry_after(Duration::ZERO)
 }
 

@@ -2,7 +2,6 @@
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use modelobs_adapters::retry::Backoff;
 use modelobs_adapters::{ObjectStore, PutCondition, StoreError};
 use modelobs_core::keys;
 use modelobs_core::records::{self, CaptureId, CaptureRecord, CaptureSource, CapturedImage};
@@ -41,29 +40,25 @@ pub fn record(
 }
 
 /// Stores the image, then the record (whose arrival triggers the sampler, so
-/// the image must already be there), each retried on transient failures.
+/// the image must already be there). Transient failures are retried by the
+/// store itself (`modelobs_adapters::Retrying`, wired in `main.rs`).
 pub async fn store<S: ObjectStore>(
     store: &S,
-    backoff: &Backoff,
     record: &CaptureRecord,
     image: Bytes,
 ) -> Result<(), StoreError> {
     let json = Bytes::from(records::to_json(record));
-    backoff
-        .retry(StoreError::is_transient, || {
-            store.put(
-                &record.image.key,
-                image.clone(),
-                &record.image.content_type,
-                PutCondition::Always,
-            )
-        })
+    store
+        .put(
+            &record.image.key,
+            image,
+            &record.image.content_type,
+            PutCondition::Always,
+        )
         .await?;
     let key = modelobs_core::keys::capture_record(record.id, record.captured_at);
-    backoff
-        .retry(StoreError::is_transient, || {
-            store.put(&key, json.clone(), "application/json", PutCondition::Always)
-        })
+    store
+        .put(&key, json, "application/json", PutCondition::Always)
         .await?;
     Ok(())
 }

@@ -5,7 +5,6 @@ use chrono::{DateTime, Utc};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use modelobs_adapters::ObjectStore;
-use modelobs_adapters::retry::Backoff;
 use modelobs_core::records::{CaptureId, CaptureRecord, CaptureSource};
 use modelobs_detector::Detector;
 use serde_json::json;
@@ -19,7 +18,6 @@ pub struct Deps<D, S> {
     pub store: S,
     pub max_body_bytes: usize,
     pub allow_client_timestamps: bool,
-    pub backoff: Backoff,
 }
 
 enum Route {
@@ -144,7 +142,7 @@ async fn store_capture<D, S: ObjectStore>(
     record: &CaptureRecord,
     image: Bytes,
 ) -> bool {
-    match capture::store(&deps.store, &deps.backoff, record, image).await {
+    match capture::store(&deps.store, record, image).await {
         Ok(()) => true,
         Err(e) => {
             let json = String::from_utf8(modelobs_core::records::to_json(record))

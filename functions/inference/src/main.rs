@@ -3,8 +3,8 @@
 use inference::config::Config;
 use inference::handler::{self, Deps};
 use lambda_http::{Error, service_fn};
-use modelobs_adapters::retry::Backoff;
 use modelobs_adapters::s3::S3Store;
+use modelobs_adapters::{RetryPolicy, Retrying};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -12,10 +12,12 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     let deps = Deps {
         detector: config.load_detector()?,
-        store: S3Store::new(S3Store::client_from_env().await, &config.bucket),
+        store: Retrying::new(
+            S3Store::new(S3Store::client_from_env().await, &config.bucket),
+            RetryPolicy::default(),
+        ),
         max_body_bytes: config.max_body_bytes,
         allow_client_timestamps: config.allow_client_timestamps,
-        backoff: Backoff::default(),
     };
     let deps = &deps;
     lambda_http::run(service_fn(move |req| async move {

@@ -6,7 +6,6 @@
 use aws_lambda_events::event::s3::{S3Event, S3EventRecord};
 use bytes::Bytes;
 use chrono::Utc;
-use modelobs_adapters::retry::Backoff;
 use modelobs_adapters::{ObjectStore, PutCondition, StoreError};
 use modelobs_core::keys;
 use modelobs_core::records::{CaptureId, CaptureSource};
@@ -19,7 +18,6 @@ use crate::capture;
 pub struct UploadDeps<D, S> {
     pub detector: D,
     pub store: S,
-    pub backoff: Backoff,
 }
 
 /// Failures worth a retry: the event fails, S3 redelivers, then the failure destination.
@@ -76,11 +74,7 @@ async fn handle_record<D: Detector, S: ObjectStore>(
             });
         }
     };
-    let Some(object) = deps
-        .backoff
-        .retry(StoreError::is_transient, || deps.store.get(&key))
-        .await?
-    else {
+    let Some(object) = deps.store.get(&key).await? else {
         return Ok(Outcome::Skipped {
             key,
             why: "gone: already processed",
@@ -101,7 +95,7 @@ async fn handle_record<D: Detector, S: ObjectStore>(
                 prediction,
                 &object.body,
             );
-            capture::store(&deps.store, &deps.backoff, &record, object.body).await?;
+            capture::store(&deps.store, &record, object.body).await?;
             deps.store.delete(&key).await?;
             Ok(Outcome::Captured {
                 key,
@@ -122,27 +116,21 @@ async fn handle_record<D: Detector, S: ObjectStore>(
                 "rejected_at": Utc::now(),
             });
             tracing::warn!(key, error = %refusal, "upload rejected");
-            let put = |k: String, body: Bytes, ct: &'static str| {
-                let store = &deps.store;
-                async move { store.put(&k, body, ct, PutCondition::Always).await }
-            };
-            deps.backoff
-                .retry(StoreError::is_transient, || {
-                    put(
-                        moved_to.clone(),
-                        object.body.clone(),
-                        "application/octet-stream",
-                    )
-                })
+            deps.store
+                .put(
+                    &moved_to,
+                    object.body,
+                    "application/octet-stream",
+                    PutCondition::Always,
+                )
                 .await?;
-            deps.backoff
-                .retry(StoreError::is_transient, || {
-                    put(
-                        reason_key.clone(),
-                        Bytes::from(reason.to_string()),
-                        "application/json",
-                    )
-                })
+            deps.store
+                .put(
+                    &reason_key,
+                    Bytes::from(reason.to_string()),
+                    "application/json",
+                    PutCondition::Always,
+                )
                 .await?;
             deps.store.delete(&key).await?;
             Ok(Outcome::Rejected { key, moved_to })

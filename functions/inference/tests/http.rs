@@ -9,18 +9,17 @@ use std::path::PathBuf;
 use inference::handler::{Deps, handle};
 use lambda_http::{Body, Request};
 use modelobs_adapters::memory::MemoryStore;
-use modelobs_adapters::retry::Backoff;
+use modelobs_adapters::{RetryPolicy, Retrying};
 use modelobs_core::records::{self, CaptureRecord};
 use serde_json::Value;
 use support::FakeDetector;
 
-fn deps(allow_client_timestamps: bool) -> Deps<FakeDetector, MemoryStore> {
+fn deps(allow_client_timestamps: bool) -> Deps<FakeDetector, Retrying<MemoryStore>> {
     Deps {
         detector: FakeDetector::new(),
-        store: MemoryStore::new(),
+        store: Retrying::new(MemoryStore::new(), RetryPolicy::immediate(3)),
         max_body_bytes: 6 * 1024 * 1024,
         allow_client_timestamps,
-        backoff: Backoff::immediate(3),
     }
 }
 
@@ -32,7 +31,7 @@ fn fixture(name: &str) -> Request {
     lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
-async fn call(deps: &Deps<FakeDetector, MemoryStore>, name: &str) -> (u16, Value) {
+async fn call(deps: &Deps<FakeDetector, Retrying<MemoryStore>>, name: &str) -> (u16, Value) {
     let resp = handle(fixture(name), deps).await;
     let status = resp.status().as_u16();
     assert_eq!(resp.headers()["content-type"], "application/json", "{name}");

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use inference::handler::{Deps, handle};
 use lambda_http::{Body, Request};
 use modelobs_adapters::memory::MemoryStore;
-use modelobs_adapters::retry::Backoff;
 use modelobs_detector::{DetectorConfig, OnnxDetector};
 use serde_json::Value;
 
@@ -15,18 +14,9 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// The real detector, or `None` (with a note) where no ONNX Runtime is set up;
-/// `MODELOBS_REQUIRE_ORT=1` (set by `make test`) turns that into a failure.
-fn detector() -> Option<OnnxDetector> {
-    if std::env::var_os("ORT_DYLIB_PATH").is_none() {
-        assert!(
-            std::env::var_os("MODELOBS_REQUIRE_ORT").is_none(),
-            "ORT_DYLIB_PATH is not set: run `make ort`"
-        );
-        eprintln!("skipped: ORT_DYLIB_PATH is not set (make test sets it)");
-        return None;
-    }
-    Some(OnnxDetector::load(&DetectorConfig::new(root().join("models/nanodet"))).unwrap())
+fn detector() -> OnnxDetector {
+    modelobs_testkit::require_ort();
+    OnnxDetector::load(&DetectorConfig::new(root().join("models/nanodet"))).unwrap()
 }
 
 fn fixture(name: &str) -> Request {
@@ -44,14 +34,14 @@ async fn call(deps: &Deps<OnnxDetector, MemoryStore>, req: Request) -> (u16, Val
 }
 
 #[tokio::test]
+#[ignore = "needs ONNX Runtime (ORT_DYLIB_PATH): make test runs it"]
 async fn photos_and_bad_images_through_the_real_model() {
-    let Some(detector) = detector() else { return };
+    let detector = detector();
     let deps = Deps {
         detector,
         store: MemoryStore::new(),
         max_body_bytes: 6 * 1024 * 1024,
         allow_client_timestamps: false,
-        backoff: Backoff::immediate(1),
     };
 
     for (name, status, code) in [

@@ -10,8 +10,8 @@ use aws_lambda_events::event::s3::S3Event;
 use bytes::Bytes;
 use inference::upload::{Outcome, UploadDeps, handle};
 use modelobs_adapters::memory::MemoryStore;
-use modelobs_adapters::retry::Backoff;
 use modelobs_adapters::{ObjectStore, PutCondition};
+use modelobs_adapters::{RetryPolicy, Retrying};
 use modelobs_core::records::{self, CaptureRecord, CaptureSource};
 use support::FakeDetector;
 
@@ -24,7 +24,10 @@ fn event(name: &str) -> S3Event {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-async fn deps_with(key: &str, body: &'static [u8]) -> UploadDeps<FakeDetector, MemoryStore> {
+async fn deps_with(
+    key: &str,
+    body: &'static [u8],
+) -> UploadDeps<FakeDetector, Retrying<MemoryStore>> {
     let store = MemoryStore::new();
     store
         .put(
@@ -37,8 +40,7 @@ async fn deps_with(key: &str, body: &'static [u8]) -> UploadDeps<FakeDetector, M
         .unwrap();
     UploadDeps {
         detector: FakeDetector::new(),
-        store,
-        backoff: Backoff::immediate(3),
+        store: Retrying::new(store, RetryPolicy::immediate(3)),
     }
 }
 

@@ -5,11 +5,10 @@ use modelobs_adapters::observe::{ObserveClient, ObserveConfig};
 use modelobs_adapters::secrets::{self, SecretError};
 use thiserror::Error;
 
-use crate::observe::ObserveSink;
-use crate::sink::{EmfSink, Fanout};
-
-/// The serving threshold of models/nanodet/model.json (`score_threshold`).
-pub const DEFAULT_SCORE_THRESHOLD: f64 = 0.2;
+use modelobs_pipeline::observe::ObserveSink;
+use modelobs_pipeline::sink::{EmfSink, Fanout};
+pub use modelobs_pipeline::threshold::DEFAULT_SCORE_THRESHOLD;
+use modelobs_pipeline::threshold::parse_score_threshold;
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -56,15 +55,11 @@ impl Config {
         let bucket = get("DATA_BUCKET").ok_or(ConfigError::Missing("DATA_BUCKET"))?;
         let score_threshold = match get("SCORE_THRESHOLD") {
             None => DEFAULT_SCORE_THRESHOLD,
-            Some(v) => v
-                .parse::<f64>()
-                .ok()
-                .filter(|t| (0.0..=1.0).contains(t))
-                .ok_or_else(|| ConfigError::Invalid {
-                    name: "SCORE_THRESHOLD",
-                    value: v.clone(),
-                    why: "expected a number in [0, 1]".into(),
-                })?,
+            Some(v) => parse_score_threshold(&v).ok_or_else(|| ConfigError::Invalid {
+                name: "SCORE_THRESHOLD",
+                value: v.clone(),
+                why: "expected a number in [0, 1]".into(),
+            })?,
         };
         Ok(Self {
             bucket,

@@ -1,9 +1,5 @@
-//! The metrics function: per-image COCO evaluation when a label arrives
-//! (`handler`), and the windows rolled up from those evaluations (`rollup`).
+//! The metrics and rollup functions: their configuration. The use cases
+//! they run are `modelobs_pipeline::evaluate` (SQS label arrivals) and
+//! `modelobs_pipeline::rollup` (the schedule).
 
 pub mod config;
-pub mod emf;
-pub mod handler;
-pub mod observe;
-pub mod rollup;
-pub mod sink;

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use modelobs_adapters::retry::Backoff;
 use modelobs_adapters::{ObjectStore, PutCondition, StoreError};
 use modelobs_core::keys;
 use modelobs_core::records::{self, CaptureRecord, LabelingTask};
@@ -49,7 +48,6 @@ pub trait LabelingBackend: Send + Sync {
 /// Writes `labeling/queue/<id>.json` into the bucket for the local labelers.
 pub struct LocalQueue<S> {
     pub store: S,
-    pub backoff: Backoff,
     pub now: fn() -> DateTime<Utc>,
 }
 
@@ -76,15 +74,8 @@ impl<S: ObjectStore> LabelingBackend for LocalQueue<S> {
         let key = keys::labeling_task(capture.id);
         let body = Bytes::from(records::to_json(&task));
         // Created once: a second submission finds the task already queued.
-        self.backoff
-            .retry(StoreError::is_transient, || {
-                self.store.put(
-                    &key,
-                    body.clone(),
-                    "application/json",
-                    PutCondition::IfAbsent,
-                )
-            })
+        self.store
+            .put(&key, body, "application/json", PutCondition::IfAbsent)
             .await?;
         Ok(Submitted { external_ref: key })
     }

@@ -12,7 +12,6 @@
 use aws_lambda_events::event::s3::{S3Event, S3EventRecord};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use modelobs_adapters::retry::Backoff;
 use modelobs_adapters::{ObjectStore, PutCondition, PutOutcome, StoreError, StoredObject};
 use modelobs_core::records::{self, CaptureId, CaptureRecord, SampleState, SamplingDecision};
 use modelobs_core::sampling::{self, Candidate, QuotaOutcome, SamplingPolicy};
@@ -25,7 +24,6 @@ pub struct Deps<B, S> {
     pub policy: SamplingPolicy,
     pub backend: B,
     pub store: S,
-    pub backoff: Backoff,
     pub now: fn() -> DateTime<Utc>,
 }
 
@@ -78,8 +76,8 @@ async fn get<S: ObjectStore>(
     deps: &Deps<impl LabelingBackend, S>,
     key: &str,
 ) -> Result<Option<StoredObject>, SamplerError> {
-    deps.backoff
-        .retry(StoreError::is_transient, || deps.store.get(key))
+    deps.store
+        .get(key)
         .await
         .map_err(|source| SamplerError::Store {
             key: key.to_string(),
@@ -93,11 +91,8 @@ async fn put<S: ObjectStore>(
     body: Bytes,
     condition: PutCondition,
 ) -> Result<PutOutcome, SamplerError> {
-    deps.backoff
-        .retry(StoreError::is_transient, || {
-            deps.store
-                .put(key, body.clone(), "application/json", condition.clone())
-        })
+    deps.store
+        .put(key, body, "application/json", condition)
         .await
         .map_err(|source| SamplerError::Store {
             key: key.to_string(),

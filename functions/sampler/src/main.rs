@@ -3,8 +3,8 @@
 use anyhow::Context;
 use aws_lambda_events::event::s3::S3Event;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use modelobs_adapters::retry::Backoff;
 use modelobs_adapters::s3::S3Store;
+use modelobs_adapters::{RetryPolicy, Retrying};
 use modelobs_core::sampling::SamplingPolicy;
 use sampler::backend::{AnyBackend, Labelbox, LocalQueue, S3Presigner};
 use sampler::handler::{self, Deps};
@@ -21,7 +21,7 @@ async fn main() -> Result<(), Error> {
         _ => SamplingPolicy::default(),
     };
     let s3 = S3Store::client_from_env().await;
-    let store = S3Store::new(s3.clone(), &bucket);
+    let store = Retrying::new(S3Store::new(s3.clone(), &bucket), RetryPolicy::default());
     let var = |name: &str| std::env::var(name).with_context(|| format!("{name} is not set"));
     // LABELING_BACKEND: `local` (labeling/queue/ for the local labelers) or `labelbox`.
     let backend = match std::env::var("LABELING_BACKEND").as_deref() {
@@ -52,7 +52,6 @@ async fn main() -> Result<(), Error> {
         }
         Ok("local") | Err(_) => AnyBackend::Local(LocalQueue {
             store: store.clone(),
-            backoff: Backoff::default(),
             now: chrono::Utc::now,
         }),
         Ok(other) => {
@@ -63,7 +62,6 @@ async fn main() -> Result<(), Error> {
         policy,
         backend,
         store,
-        backoff: Backoff::default(),
         now: chrono::Utc::now,
     };
     let deps = &deps;

@@ -6,10 +6,10 @@ use std::collections::BTreeSet;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use modelobs_adapters::retry::Backoff;
+use modelobs_adapters::RetryPolicy;
 use modelobs_core::records::{self, CaptureRecord};
-use modelobs_labelbox::fake::{FakeLabelbox, Scripted};
 use modelobs_labelbox::{LabelboxClient, Polling, PresignError, Presigner};
+use modelobs_testkit::fake_labelbox::{FakeLabelbox, Scripted};
 use sampler::backend::{BackendError, Labelbox, LabelingBackend};
 use serde_json::{Value, json};
 
@@ -53,7 +53,7 @@ fn backend(fake: &FakeLabelbox, project_id: &str, dataset_id: &str) -> Labelbox<
         client: LabelboxClient::new(KEY)
             .unwrap()
             .with_endpoint(fake.endpoint())
-            .with_backoff(Backoff::immediate(3))
+            .with_retry(RetryPolicy::immediate(3))
             .with_max_retry_after(Duration::ZERO)
             .with_polling(Polling {
                 interval: Duration::from_millis(5),

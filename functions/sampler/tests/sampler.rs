@@ -8,8 +8,8 @@ use aws_lambda_events::event::s3::S3Event;
 use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 use modelobs_adapters::memory::MemoryStore;
-use modelobs_adapters::retry::Backoff;
 use modelobs_adapters::{ObjectStore, PutCondition};
+use modelobs_adapters::{RetryPolicy, Retrying};
 use modelobs_core::keys;
 use modelobs_core::records::{
     self, CaptureId, CaptureRecord, LabelingTask, SampleReason, SampleState, SamplingDecision,
@@ -26,7 +26,7 @@ fn now() -> DateTime<Utc> {
 
 /// The local queue, counting submissions, that can be told to be down.
 struct TestBackend {
-    queue: LocalQueue<std::sync::Arc<MemoryStore>>,
+    queue: LocalQueue<Retrying<std::sync::Arc<MemoryStore>>>,
     down: AtomicBool,
     calls: AtomicU32,
 }
@@ -46,7 +46,7 @@ impl LabelingBackend for TestBackend {
     }
 }
 
-type TestDeps = Deps<TestBackend, std::sync::Arc<MemoryStore>>;
+type TestDeps = Deps<TestBackend, Retrying<std::sync::Arc<MemoryStore>>>;
 
 fn deps(policy: &str) -> TestDeps {
     let store = std::sync::Arc::new(MemoryStore::new());
@@ -54,15 +54,13 @@ fn deps(policy: &str) -> TestDeps {
         policy: SamplingPolicy::from_json(policy).unwrap(),
         backend: TestBackend {
             queue: LocalQueue {
-                store: store.clone(),
-                backoff: Backoff::immediate(2),
+                store: Retrying::new(store.clone(), RetryPolicy::immediate(2)),
                 now,
             },
             down: AtomicBool::new(false),
             calls: AtomicU32::new(0),
         },
-        store,
-        backoff: Backoff::immediate(2),
+        store: Retrying::new(store, RetryPolicy::immediate(2)),
         now,
     }
 }

@@ -20,16 +20,15 @@ use chrono::{DateTime, Utc};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
 use modelobs_adapters::queue::Queue;
-use modelobs_adapters::retry::Backoff;
 use modelobs_adapters::{ObjectStore, PutCondition, PutOutcome, StoreError};
 use modelobs_core::keys;
 use modelobs_core::records::{self, GroundTruth};
 use serde_json::json;
 use thiserror::Error;
 
-use crate::payload::{self, ClassMap, LabelEvent, PayloadError, Topic};
-use crate::signature::{self, SignatureError};
 use crate::source::{FetchError, LabelFetcher, LabelRef};
+use modelobs_labelbox::webhook::payload::{self, ClassMap, LabelEvent, PayloadError, Topic};
+use modelobs_labelbox::webhook::signature::{self, SignatureError};
 
 pub struct Deps<S, Q, F> {
     pub store: S,
@@ -39,7 +38,6 @@ pub struct Deps<S, Q, F> {
     pub secret: Vec<u8>,
     pub max_body_bytes: usize,
     pub class_map: ClassMap,
-    pub backoff: Backoff,
     /// Labels from these sources are recorded as such (`labelbox`, `local`).
     pub source: String,
 }
@@ -171,9 +169,7 @@ async fn get<S: ObjectStore, Q, F>(
     deps: &Deps<S, Q, F>,
     key: &str,
 ) -> Result<Option<modelobs_adapters::StoredObject>, StoreError> {
-    deps.backoff
-        .retry(StoreError::is_transient, || deps.store.get(key))
-        .await
+    deps.store.get(key).await
 }
 
 async fn put<S: ObjectStore, Q, F>(
@@ -182,11 +178,8 @@ async fn put<S: ObjectStore, Q, F>(
     body: Bytes,
     condition: PutCondition,
 ) -> Result<PutOutcome, StoreError> {
-    deps.backoff
-        .retry(StoreError::is_transient, || {
-            deps.store
-                .put(key, body.clone(), "application/json", condition.clone())
-        })
+    deps.store
+        .put(key, body, "application/json", condition)
         .await
 }
 

@@ -3,12 +3,12 @@
 use anyhow::Context;
 use lambda_http::{Error, service_fn};
 use modelobs_adapters::queue::SqsQueue;
-use modelobs_adapters::retry::Backoff;
 use modelobs_adapters::s3::S3Store;
 use modelobs_adapters::secrets::resolve_secret;
+use modelobs_adapters::{RetryPolicy, Retrying};
+use modelobs_labelbox::webhook::payload::ClassMap;
 use modelobs_labelbox::{LabelboxClient, Polling};
 use webhook::handler::{self, Deps};
-use webhook::payload::ClassMap;
 use webhook::source::LabelboxFetcher;
 
 fn var(name: &str) -> anyhow::Result<String> {
@@ -28,12 +28,13 @@ async fn main() -> Result<(), Error> {
             // The function has 15 s: short retries, and an export still running
             // after 8 s is a 503, so Labelbox delivers the event again.
             client: LabelboxClient::new(resolve_secret("LABELBOX_API_KEY").await?)?
-                .with_backoff(Backoff {
+                .with_retry(RetryPolicy {
                     attempts: 3,
                     first_delay: std::time::Duration::from_millis(300),
                     max_delay: std::time::Duration::from_secs(1),
+                    max_retry_after: std::time::Duration::from_secs(2),
+                    jitter: true,
                 })
-                .with_max_retry_after(std::time::Duration::from_secs(2))
                 .with_polling(Polling {
                     interval: std::time::Duration::from_millis(700),
                     timeout: std::time::Duration::from_secs(8),
@@ -51,8 +52,14 @@ async fn main() -> Result<(), Error> {
         _ => ClassMap::default(),
     };
     let deps = Deps {
-        store: S3Store::new(S3Store::client_from_env().await, var("DATA_BUCKET")?),
-        queue: SqsQueue::new(SqsQueue::client_from_env().await, var("METRICS_QUEUE_URL")?),
+        store: Retrying::new(
+            S3Store::new(S3Store::client_from_env().await, var("DATA_BUCKET")?),
+            RetryPolicy::default(),
+        ),
+        queue: Retrying::new(
+            SqsQueue::new(SqsQueue::client_from_env().await, var("METRICS_QUEUE_URL")?),
+            RetryPolicy::default(),
+        ),
         fetcher,
         secret: secret.into_bytes(),
         max_body_bytes: match std::env::var("MAX_BODY_BYTES") {
@@ -60,7 +67,6 @@ async fn main() -> Result<(), Error> {
             Err(_) => 1024 * 1024,
         },
         class_map,
-        backoff: Backoff::default(),
         source,
     };
     let deps = &deps;

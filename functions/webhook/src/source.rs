@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use modelobs_labelbox::{LabelboxClient, LabelboxError};
 use thiserror::Error;
 
-use crate::payload::LabelledObject;
+use modelobs_labelbox::webhook::payload::LabelledObject;
 
 /// The label an event names.
 #[derive(Debug, Clone, PartialEq, Eq)]

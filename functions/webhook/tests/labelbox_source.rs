@@ -8,15 +8,15 @@ use bytes::Bytes;
 use lambda_http::{Body, Request};
 use modelobs_adapters::memory::MemoryStore;
 use modelobs_adapters::queue::MemoryQueue;
-use modelobs_adapters::retry::Backoff;
 use modelobs_adapters::{ObjectStore, PutCondition};
+use modelobs_adapters::{RetryPolicy, Retrying};
 use modelobs_core::keys;
 use modelobs_core::records::{self, CaptureRecord, GroundTruth};
-use modelobs_labelbox::fake::{FakeLabelbox, Scripted};
+use modelobs_labelbox::webhook::payload::ClassMap;
 use modelobs_labelbox::{LabelboxClient, Polling};
+use modelobs_testkit::fake_labelbox::{FakeLabelbox, Scripted};
 use serde_json::{Value, json};
 use webhook::handler::{Deps, handle};
-use webhook::payload::ClassMap;
 use webhook::source::{FetchError, LabelFetcher, LabelRef, LabelboxFetcher};
 
 const SECRET: &[u8] = b"test-webhook-secret";
@@ -42,7 +42,7 @@ fn fetcher(fake: &FakeLabelbox, api_key: &str) -> LabelboxFetcher {
         client: LabelboxClient::new(api_key)
             .unwrap()
             .with_endpoint(fake.endpoint())
-            .with_backoff(Backoff::immediate(2))
+            .with_retry(RetryPolicy::immediate(2))
             .with_polling(Polling {
                 interval: Duration::from_millis(5),
                 timeout: Duration::from_secs(5),
@@ -52,7 +52,9 @@ fn fetcher(fake: &FakeLabelbox, api_key: &str) -> LabelboxFetcher {
 }
 
 /// A stack that has seen the fixture's capture and fetches from the fake.
-async fn deps(fetcher: LabelboxFetcher) -> Deps<MemoryStore, MemoryQueue, LabelboxFetcher> {
+async fn deps(
+    fetcher: LabelboxFetcher,
+) -> Deps<Retrying<MemoryStore>, MemoryQueue, LabelboxFetcher> {
     let store = MemoryStore::new();
     let c = capture();
     store
@@ -65,18 +67,17 @@ async fn deps(fetcher: LabelboxFetcher) -> Deps<MemoryStore, MemoryQueue, Labelb
         .await
         .unwrap();
     Deps {
-        store,
+        store: Retrying::new(store, RetryPolicy::immediate(2)),
         queue: MemoryQueue::new(),
         fetcher,
         secret: SECRET.to_vec(),
         max_body_bytes: 1024 * 1024,
         class_map: ClassMap::default(),
-        backoff: Backoff::immediate(2),
         source: "labelbox".into(),
     }
 }
 
-async fn call(d: &Deps<MemoryStore, MemoryQueue, LabelboxFetcher>) -> (u16, Value) {
+async fn call(d: &Deps<Retrying<MemoryStore>, MemoryQueue, LabelboxFetcher>) -> (u16, Value) {
     let resp = handle(fixture("label-created-without-label.json"), d).await;
     let Body::Text(text) = resp.body() else {
         panic!("text body")

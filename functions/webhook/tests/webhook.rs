@@ -7,19 +7,19 @@ use bytes::Bytes;
 use lambda_http::{Body, Request};
 use modelobs_adapters::memory::MemoryStore;
 use modelobs_adapters::queue::MemoryQueue;
-use modelobs_adapters::retry::Backoff;
 use modelobs_adapters::{ObjectStore, PutCondition};
+use modelobs_adapters::{RetryPolicy, Retrying};
 use modelobs_core::LabelboxBox;
 use modelobs_core::keys;
 use modelobs_core::records::{self, CaptureRecord, GroundTruth};
+use modelobs_labelbox::webhook::payload::ClassMap;
+use modelobs_labelbox::webhook::payload::LabelledObject;
 use serde_json::Value;
 use webhook::handler::{Deps, handle};
-use webhook::payload::ClassMap;
-use webhook::payload::LabelledObject;
 use webhook::source::{FetchError, FetchedLabel, LabelRef, MemoryFetcher};
 
 /// Fetching from Labelbox not configured (LABEL_SOURCE=local).
-type TestDeps = Deps<MemoryStore, MemoryQueue, Option<MemoryFetcher>>;
+type TestDeps = Deps<Retrying<MemoryStore>, MemoryQueue, Option<MemoryFetcher>>;
 
 const SECRET: &[u8] = b"test-webhook-secret";
 const CAPTURE: &[u8] = include_bytes!("../../../events/records/capture-record.json");
@@ -45,19 +45,18 @@ async fn deps() -> TestDeps {
         .await
         .unwrap();
     Deps {
-        store,
+        store: Retrying::new(store, RetryPolicy::immediate(2)),
         queue: MemoryQueue::new(),
         fetcher: None,
         secret: SECRET.to_vec(),
         max_body_bytes: 1024 * 1024,
         class_map: ClassMap::default(),
-        backoff: Backoff::immediate(2),
         source: "labelbox".into(),
     }
 }
 
 async fn call<F: webhook::source::LabelFetcher>(
-    d: &Deps<MemoryStore, MemoryQueue, F>,
+    d: &Deps<Retrying<MemoryStore>, MemoryQueue, F>,
     req: Request,
 ) -> (u16, Value) {
     let resp = handle(req, d).await;
@@ -72,7 +71,7 @@ fn capture_id() -> String {
     c.id.to_string()
 }
 
-fn label<F>(d: &Deps<MemoryStore, MemoryQueue, F>) -> GroundTruth {
+fn label<F>(d: &Deps<Retrying<MemoryStore>, MemoryQueue, F>) -> GroundTruth {
     let id = modelobs_core::records::CaptureId::parse(&capture_id()).unwrap();
     records::from_json(&d.store.body(&keys::label(id)).expect("labels/<id>.json")).unwrap()
 }
@@ -270,7 +269,9 @@ fn horses(updated_at: Option<&str>) -> FetchedLabel {
 }
 
 /// A stack that has seen the capture and fetches labels from `fetcher`.
-async fn fetching(fetcher: MemoryFetcher) -> Deps<MemoryStore, MemoryQueue, MemoryFetcher> {
+async fn fetching(
+    fetcher: MemoryFetcher,
+) -> Deps<Retrying<MemoryStore>, MemoryQueue, MemoryFetcher> {
     let d = deps().await;
     Deps {
         store: d.store,
@@ -279,7 +280,6 @@ async fn fetching(fetcher: MemoryFetcher) -> Deps<MemoryStore, MemoryQueue, Memo
         secret: d.secret,
         max_body_bytes: d.max_body_bytes,
         class_map: d.class_map,
-        backoff: d.backoff,
         source: d.source,
     }
 }

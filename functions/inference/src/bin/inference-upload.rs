@@ -1,11 +1,15 @@
 //! Wiring only: the S3-triggered twin of the HTTP function (images under `incoming/`).
 
+// The handler's future (detector, capture, the retrying store's futures inside
+// lambda_runtime's service) is deeper than rustc's default layout query limit.
+#![recursion_limit = "256"]
+
 use aws_lambda_events::event::s3::S3Event;
 use inference::config::Config;
 use inference::upload::{self, UploadDeps};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use modelobs_adapters::retry::Backoff;
 use modelobs_adapters::s3::S3Store;
+use modelobs_adapters::{RetryPolicy, Retrying};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -13,8 +17,10 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     let deps = UploadDeps {
         detector: config.load_detector()?,
-        store: S3Store::new(S3Store::client_from_env().await, &config.bucket),
-        backoff: Backoff::default(),
+        store: Retrying::new(
+            S3Store::new(S3Store::client_from_env().await, &config.bucket),
+            RetryPolicy::default(),
+        ),
     };
     let deps = &deps;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<S3Event>| async move {

@@ -2,18 +2,20 @@
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use metrics::config::{self, Config};
-use metrics::rollup::{self, RollupDeps};
-use modelobs_adapters::retry::Backoff;
 use modelobs_adapters::s3::S3Store;
+use modelobs_adapters::{RetryPolicy, Retrying};
+use modelobs_pipeline::rollup::{self, RollupDeps};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     modelobs_adapters::init_tracing();
     let config = Config::from_env().await?;
     let deps = RollupDeps {
-        store: S3Store::new(S3Store::client_from_env().await, config.bucket.clone()),
+        store: Retrying::new(
+            S3Store::new(S3Store::client_from_env().await, config.bucket.clone()),
+            RetryPolicy::default(),
+        ),
         sink: config::sinks(config.observe.as_ref())?,
-        backoff: Backoff::default(),
         score_threshold: config.score_threshold,
         now: chrono::Utc::now,
         concurrency: 32,

@@ -1,15 +1,17 @@
 //! A fake Observe collector: an HTTP/1.1 server on 127.0.0.1 that records
 //! every request (path, headers, raw body) and answers 200, or the statuses it
-//! was told to answer first. Test-only (feature `fake`): one request per
-//! connection, no TLS.
+//! was told to answer first. A small axum app on a free port (test-only:
+//! `modelobs-testkit` is a dev-dependency), no TLS.
 
 use std::collections::VecDeque;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use axum::body::Bytes;
+use axum::extract::State as Shared;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 /// One request as the fake received it.
@@ -65,14 +67,11 @@ impl FakeObserve {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let state = Arc::new(Mutex::new(State::default()));
-        let shared = state.clone();
+        let app = axum::Router::new()
+            .fallback(serve)
+            .with_state(state.clone());
         let server = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let state = shared.clone();
-                tokio::spawn(async move {
-                    let _ = serve(stream, state).await;
-                });
-            }
+            let _ = axum::serve(listener, app).await;
         });
         Self {
             addr,
@@ -101,61 +100,30 @@ impl FakeObserve {
     }
 }
 
-async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<()> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let head_end = loop {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let mut request_line = lines.next().unwrap_or_default().split(' ');
-    let method = request_line.next().unwrap_or_default().to_string();
-    let path = request_line.next().unwrap_or_default().to_string();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
+/// Records the request, answers the next scripted status (200 by default).
+async fn serve(
+    Shared(state): Shared<Arc<Mutex<State>>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
     let header = |name: &str| {
         headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
     };
-    let length: usize = header("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = buf[head_end..].to_vec();
-    while body.len() < length {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            break;
-        }
-        body.extend_from_slice(&chunk[..n]);
-    }
-    let status = {
-        let mut s = state.lock().unwrap();
-        let status = s.scripted.pop_front().or(s.always).unwrap_or(200);
-        s.received.push(Received {
-            method,
-            path,
-            authorization: header("authorization"),
-            content_type: header("content-type"),
-            content_encoding: header("content-encoding"),
-            body,
-            answered: status,
-        });
-        status
-    };
-    let response =
-        format!("HTTP/1.1 {status} Fake\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
+    let mut s = state.lock().unwrap();
+    let status = s.scripted.pop_front().or(s.always).unwrap_or(200);
+    s.received.push(Received {
+        method: method.to_string(),
+        path: uri.path().to_string(),
+        authorization: header("authorization"),
+        content_type: header("content-type"),
+        content_encoding: header("content-encoding"),
+        body: body.to_vec(),
+        answered: status,
+    });
+    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }

@@ -44,7 +44,6 @@ use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Timelike, Utc};
 use futures_util::{StreamExt, stream};
-use modelobs_adapters::retry::Backoff;
 use modelobs_adapters::{ListedObject, ObjectStore, PutCondition, StoreError, StoredObject};
 use modelobs_core::records::{self, Granularity, ImageEval, ModelRef, Window, WindowMetrics};
 use modelobs_core::{CoreError, keys};
@@ -56,7 +55,6 @@ use crate::sink::MetricsSink;
 pub struct RollupDeps<S, M> {
     pub store: S,
     pub sink: M,
-    pub backoff: Backoff,
     /// The serving score threshold the windows' precision/recall/F1 are at.
     pub score_threshold: f64,
     pub now: fn() -> DateTime<Utc>,
@@ -142,12 +140,7 @@ pub async fn handle<S: ObjectStore, M: MetricsSink>(
 pub async fn run<S: ObjectStore, M: MetricsSink>(
     deps: &RollupDeps<S, M>,
 ) -> Result<RollupReport, RollupError> {
-    let touches = deps
-        .backoff
-        .retry(StoreError::is_transient, || {
-            deps.store.list(keys::WINDOWS_TOUCHED)
-        })
-        .await?;
+    let touches = deps.store.list(keys::WINDOWS_TOUCHED).await?;
     let mut report = RollupReport::default();
     // Hours before days: a day then reads its touched hours' evaluations from the cache.
     let mut pending: BTreeMap<(u8, DateTime<Utc>, String), Vec<String>> = BTreeMap::new();
@@ -323,7 +316,7 @@ async fn store_window<S: ObjectStore, M: MetricsSink>(
     let rolled = match computed? {
         None => {
             // Every label of the window was deleted: so is the window.
-            retry(deps, || deps.store.delete(&p.key)).await?;
+            deps.store.delete(&p.key).await?;
             RolledWindow {
                 key: p.key,
                 images_labelled: 0,
@@ -333,15 +326,9 @@ async fn store_window<S: ObjectStore, M: MetricsSink>(
         }
         Some(metrics) => {
             let body = bytes::Bytes::from(records::to_json(&metrics));
-            retry(deps, || {
-                deps.store.put(
-                    &p.key,
-                    body.clone(),
-                    "application/json",
-                    PutCondition::Always,
-                )
-            })
-            .await?;
+            deps.store
+                .put(&p.key, body, "application/json", PutCondition::Always)
+                .await?;
             if let Err(e) = deps.sink.emit_window(&metrics).await {
                 tracing::warn!(window = p.key, error = %e, "metrics sink failed; the window is stored");
             }
@@ -355,17 +342,9 @@ async fn store_window<S: ObjectStore, M: MetricsSink>(
     };
     // Only the touches listed before the evaluations were read.
     for touch in &p.touch_keys {
-        retry(deps, || deps.store.delete(touch)).await?;
+        deps.store.delete(touch).await?;
     }
     Ok(rolled)
-}
-
-async fn retry<S, M, T, F, Fut>(deps: &RollupDeps<S, M>, op: F) -> Result<T, StoreError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, StoreError>>,
-{
-    deps.backoff.retry(StoreError::is_transient, op).await
 }
 
 /// Every evaluation now stored under the window's prefix (all model versions).
@@ -375,7 +354,7 @@ async fn load_evals<S: ObjectStore, M>(
     window: &Window,
 ) -> Result<Vec<Arc<ImageEval>>, RollupError> {
     let prefix = keys::image_evals_prefix(window);
-    let listed = retry(deps, || deps.store.list(&prefix)).await?;
+    let listed = deps.store.list(&prefix).await?;
     let stale: Vec<&ListedObject> = listed
         .iter()
         .filter(|o| {
@@ -387,7 +366,7 @@ async fn load_evals<S: ObjectStore, M>(
         .collect();
     let fetched: Vec<Result<(String, Option<StoredObject>), StoreError>> = stream::iter(stale)
         .map(|o| async move {
-            let object = retry(deps, || deps.store.get(&o.key)).await?;
+            let object = deps.store.get(&o.key).await?;
             Ok((o.key.clone(), object))
         })
         .buffer_unordered(deps.concurrency.max(1))
@@ -454,7 +433,7 @@ async fn captures_in<S: ObjectStore, M>(
         Entry::Vacant(slot) => {
             let day = Window::containing(Granularity::Day, window.start);
             let prefix = keys::capture_records_prefix(&day);
-            let listed = retry(deps, || deps.store.list(&prefix)).await?;
+            let listed = deps.store.list(&prefix).await?;
             let mut per_hour = [0u64; 24];
             for o in listed {
                 if let Ok(k) = keys::parse_capture_record(&o.key) {

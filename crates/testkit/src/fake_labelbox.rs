@@ -2,15 +2,19 @@
 //! operations this crate sends, keeps what they create in memory, records
 //! every request (path, `Authorization`, operation, variables, uploaded files),
 //! and can be told to answer the next request with a 429, a 5xx or a GraphQL
-//! error. Test-only (feature `fake`): one connection per request, no TLS.
+//! error. A small axum app on a free port (test-only: `modelobs-testkit` is a
+//! dev-dependency), no TLS.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use axum::body::Bytes;
+use axum::extract::State as Shared;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 /// One request as the fake received it.
 #[derive(Debug, Clone)]
@@ -172,14 +176,11 @@ impl FakeLabelbox {
             addr: addr.to_string(),
             ..State::default()
         }));
-        let shared = state.clone();
+        let app = axum::Router::new()
+            .fallback(serve)
+            .with_state(state.clone());
         let server = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let state = shared.clone();
-                tokio::spawn(async move {
-                    let _ = serve(stream, state).await;
-                });
-            }
+            let _ = axum::serve(listener, app).await;
         });
         Self {
             addr,
@@ -301,9 +302,22 @@ struct HttpRequest {
     body: Vec<u8>,
 }
 
-async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<()> {
-    let Some(request) = read_request(&mut stream).await? else {
-        return Ok(());
+/// Every request: a `GET` of a stored file, or a GraphQL operation.
+async fn serve(
+    Shared(state): Shared<Arc<Mutex<State>>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let request = HttpRequest {
+        method: method.to_string(),
+        path: uri.path().to_string(),
+        headers: headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect(),
+        body: body.to_vec(),
     };
     let (status, retry_after, body) = {
         let mut state = state.lock().expect("fake state");
@@ -314,106 +328,18 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::Resu
             (status, retry_after, body.into_bytes())
         }
     };
-    let reason = match status {
-        200 => "OK",
-        401 => "Unauthorized",
-        404 => "Not Found",
-        429 => "Too Many Requests",
-        _ => "Status",
-    };
-    let mut head = format!(
-        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
-        body.len()
-    );
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, [("content-type", "application/json")], body).into_response();
     if let Some(seconds) = retry_after {
-        head.push_str(&format!("retry-after: {seconds}\r\n"));
+        response
+            .headers_mut()
+            .insert("retry-after", seconds.to_string().parse().expect("digits"));
     }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(&body).await?;
-    stream.shutdown().await
-}
-
-async fn read_request(stream: &mut TcpStream) -> std::io::Result<Option<HttpRequest>> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let head_end = loop {
-        if let Some(i) = find(&buf, b"\r\n\r\n") {
-            break i;
-        }
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(None);
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let mut lines = head.split("\r\n");
-    let request_line = lines.next().unwrap_or_default();
-    let method = request_line
-        .split_whitespace()
-        .next()
-        .unwrap_or("POST")
-        .to_string();
-    let path = request_line
-        .split_whitespace()
-        .nth(1)
-        .unwrap_or("/")
-        .to_string();
-    let headers: HashMap<String, String> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let mut body = buf[head_end + 4..].to_vec();
-    if let Some(length) = headers.get("content-length") {
-        let length: usize = length.parse().unwrap_or(0);
-        while body.len() < length {
-            let n = stream.read(&mut chunk).await?;
-            if n == 0 {
-                break;
-            }
-            body.extend_from_slice(&chunk[..n]);
-        }
-    } else if headers
-        .get("transfer-encoding")
-        .is_some_and(|t| t.contains("chunked"))
-    {
-        while find(&body, b"0\r\n\r\n").is_none() {
-            let n = stream.read(&mut chunk).await?;
-            if n == 0 {
-                break;
-            }
-            body.extend_from_slice(&chunk[..n]);
-        }
-        body = dechunk(&body);
-    }
-    Ok(Some(HttpRequest {
-        method,
-        path,
-        headers,
-        body,
-    }))
+    response
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-fn dechunk(mut body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(line_end) = find(body, b"\r\n") {
-        let size = std::str::from_utf8(&body[..line_end])
-            .ok()
-            .and_then(|s| usize::from_str_radix(s.split(';').next().unwrap_or("").trim(), 16).ok())
-            .unwrap_or(0);
-        if size == 0 {
-            break;
-        }
-        let start = line_end + 2;
-        out.extend_from_slice(&body[start..(start + size).min(body.len())]);
-        body = &body[(start + size + 2).min(body.len())..];
-    }
-    out
 }
 
 /// `multipart/form-data` parts: (field, file name, content type, content).

@@ -8,7 +8,6 @@
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use modelobs_adapters::retry::Backoff;
 use modelobs_adapters::{ObjectStore, PutCondition, StoreError};
 use modelobs_core::records::{
     self, CaptureId, CaptureRecord, Granularity, GroundTruth, ImageEval, Window,
@@ -22,7 +21,6 @@ use crate::sink::MetricsSink;
 pub struct Deps<S, M> {
     pub store: S,
     pub sink: M,
-    pub backoff: Backoff,
     pub now: fn() -> DateTime<Utc>,
 }
 
@@ -88,8 +86,8 @@ async fn load<S: ObjectStore, M, T: records::Record>(
     key: &str,
 ) -> Result<T, MessageError> {
     let object = deps
-        .backoff
-        .retry(StoreError::is_transient, || deps.store.get(key))
+        .store
+        .get(key)
         .await?
         .ok_or_else(|| MessageError::Missing {
             key: key.to_string(),
@@ -105,11 +103,8 @@ async fn put<S: ObjectStore, M>(
     key: &str,
     body: Bytes,
 ) -> Result<(), StoreError> {
-    deps.backoff
-        .retry(StoreError::is_transient, || {
-            deps.store
-                .put(key, body.clone(), "application/json", PutCondition::Always)
-        })
+    deps.store
+        .put(key, body, "application/json", PutCondition::Always)
         .await
         .map(|_| ())
 }
@@ -158,9 +153,7 @@ async fn handle_message<S: ObjectStore, M: MetricsSink>(
 
     let eval_key = keys::image_eval(id, capture.captured_at);
     let outcome = if truth.deleted {
-        deps.backoff
-            .retry(StoreError::is_transient, || deps.store.delete(&eval_key))
-            .await?;
+        deps.store.delete(&eval_key).await?;
         Outcome::Removed { id }
     } else {
         // Always the newest label, whichever version the message names: an

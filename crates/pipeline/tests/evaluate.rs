@@ -7,13 +7,13 @@ use std::path::PathBuf;
 use aws_lambda_events::event::sqs::SqsEvent;
 use bytes::Bytes;
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use metrics::handler::{Deps, handle};
-use metrics::sink::MemorySink;
 use modelobs_adapters::memory::MemoryStore;
-use modelobs_adapters::retry::Backoff;
 use modelobs_adapters::{ObjectStore, PutCondition};
+use modelobs_adapters::{RetryPolicy, Retrying};
 use modelobs_core::keys;
 use modelobs_core::records::{self, CaptureRecord, GroundTruth, ImageEval};
+use modelobs_pipeline::evaluate::{Deps, handle};
+use modelobs_pipeline::sink::MemorySink;
 use serde_json::Value;
 
 const CAPTURE: &[u8] = include_bytes!("../../../events/records/capture-record.json");
@@ -42,7 +42,7 @@ async fn put(store: &MemoryStore, key: &str, body: Vec<u8>) {
         .unwrap();
 }
 
-async fn deps_with_label(truth: &GroundTruth) -> Deps<MemoryStore, MemorySink> {
+async fn deps_with_label(truth: &GroundTruth) -> Deps<Retrying<MemoryStore>, MemorySink> {
     let store = MemoryStore::new();
     let capture: CaptureRecord = records::from_json(CAPTURE).unwrap();
     put(
@@ -53,9 +53,8 @@ async fn deps_with_label(truth: &GroundTruth) -> Deps<MemoryStore, MemorySink> {
     .await;
     put(&store, &keys::label(truth.id), records::to_json(truth)).await;
     Deps {
-        store,
+        store: Retrying::new(store, RetryPolicy::immediate(2)),
         sink: MemorySink::default(),
-        backoff: Backoff::immediate(2),
         now,
     }
 }

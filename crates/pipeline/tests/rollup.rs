@@ -9,17 +9,12 @@ use std::sync::{Arc, Mutex};
 use aws_lambda_events::event::sqs::SqsEvent;
 use bytes::Bytes;
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use metrics::handler::{self, Deps};
-use metrics::observe::ObserveSink;
-use metrics::rollup::{self, RollupDeps};
-use metrics::sink::{Fanout, MemorySink};
 use modelobs_adapters::memory::MemoryStore;
 use modelobs_adapters::observe::{ObserveClient, ObserveConfig};
-use modelobs_adapters::observe_fake::FakeObserve;
-use modelobs_adapters::retry::Backoff;
 use modelobs_adapters::{
     ListedObject, ObjectStore, PutCondition, PutOutcome, StoreError, StoredObject,
 };
+use modelobs_adapters::{RetryPolicy, Retrying};
 use modelobs_core::boxes::BBox;
 use modelobs_core::eval::coco_format;
 use modelobs_core::records::{
@@ -27,6 +22,11 @@ use modelobs_core::records::{
     ImageEval, Window, WindowMetrics,
 };
 use modelobs_core::{classes, keys};
+use modelobs_pipeline::evaluate::{self, Deps};
+use modelobs_pipeline::observe::ObserveSink;
+use modelobs_pipeline::rollup::{self, RollupDeps};
+use modelobs_pipeline::sink::{Fanout, MemorySink};
+use modelobs_testkit::fake_observe::FakeObserve;
 use serde_json::{Value, json};
 
 const CAPTURE: &[u8] = include_bytes!("../../../events/records/capture-record.json");
@@ -171,7 +171,7 @@ async fn put(store: &impl ObjectStore, key: &str, body: Vec<u8>) {
 struct World {
     store: Arc<MemoryStore>,
     images: Vec<(CaptureRecord, GroundTruth)>,
-    handler: Deps<Arc<MemoryStore>, MemorySink>,
+    handler: Deps<Retrying<Arc<MemoryStore>>, MemorySink>,
 }
 
 impl World {
@@ -207,9 +207,8 @@ impl World {
         }
         let world = Self {
             handler: Deps {
-                store: store.clone(),
+                store: Retrying::new(store.clone(), RetryPolicy::immediate(2)),
                 sink: MemorySink::default(),
-                backoff: Backoff::immediate(2),
                 now,
             },
             store,
@@ -220,7 +219,7 @@ impl World {
     }
 
     async fn deliver(&self, message_id: &str, truth: &GroundTruth) {
-        let resp = handler::handle(
+        let resp = evaluate::handle(
             sqs(&[(message_id.to_string(), truth.id, truth.version())]),
             &self.handler,
         )
@@ -234,7 +233,7 @@ impl World {
         }
     }
 
-    fn rollup(&self) -> RollupDeps<Arc<MemoryStore>, MemorySink> {
+    fn rollup(&self) -> RollupDeps<Retrying<Arc<MemoryStore>>, MemorySink> {
         rollup_deps(self.store.clone())
     }
 
@@ -274,11 +273,10 @@ impl World {
     }
 }
 
-fn rollup_deps<S: ObjectStore>(store: S) -> RollupDeps<S, MemorySink> {
+fn rollup_deps<S: ObjectStore>(store: S) -> RollupDeps<Retrying<S>, MemorySink> {
     RollupDeps {
-        store,
+        store: Retrying::new(store, RetryPolicy::immediate(2)),
         sink: MemorySink::default(),
-        backoff: Backoff::immediate(2),
         score_threshold: THRESHOLD,
         now,
         concurrency: 4,
@@ -710,7 +708,7 @@ fn observe_sink(fake: &FakeObserve) -> ObserveSink {
     ObserveSink::new(
         ObserveClient::new(&ObserveConfig::with_base_url(&fake.base_url(), "tok"))
             .unwrap()
-            .with_backoff(Backoff::immediate(3)),
+            .with_retry(RetryPolicy::immediate(3)),
     )
 }
 
@@ -721,27 +719,25 @@ async fn observe_gets_images_and_windows() {
     let w = World::new().await;
     let (_, truth) = &w.images[0];
     let handler = Deps {
-        store: w.store.clone(),
+        store: Retrying::new(w.store.clone(), RetryPolicy::immediate(2)),
         sink: Fanout::new(
             MemorySink::default(),
             Some(("observe", observe_sink(&fake))),
         ),
-        backoff: Backoff::immediate(2),
         now,
     };
-    let resp = handler::handle(
+    let resp = evaluate::handle(
         sqs(&[("obs-1".into(), truth.id, truth.version())]),
         &handler,
     )
     .await;
     assert!(resp.batch_item_failures.is_empty());
     let rollup_deps = RollupDeps {
-        store: w.store.clone(),
+        store: Retrying::new(w.store.clone(), RetryPolicy::immediate(2)),
         sink: Fanout::new(
             MemorySink::default(),
             Some(("observe", observe_sink(&fake))),
         ),
-        backoff: Backoff::immediate(2),
         score_threshold: THRESHOLD,
         now,
         concurrency: 4,
@@ -794,17 +790,16 @@ async fn observe_down_is_counted_and_fails_nothing() {
         .await
         .unwrap();
     let handler = Deps {
-        store: w.store.clone(),
+        store: Retrying::new(w.store.clone(), RetryPolicy::immediate(2)),
         sink: Fanout::new(
             MemorySink::default(),
             Some(("observe", observe_sink(&fake))),
         ),
-        backoff: Backoff::immediate(2),
         now,
     };
 
     // WHEN a label arrives while Observe answers 503 to every try
-    let resp = handler::handle(
+    let resp = evaluate::handle(
         sqs(&[("down-1".into(), truth.id, truth.version())]),
         &handler,
     )
@@ -834,12 +829,11 @@ async fn observe_down_is_counted_and_fails_nothing() {
 
     // AND a rollup meanwhile stores every window and succeeds
     let rollup_deps = RollupDeps {
-        store: w.store.clone(),
+        store: Retrying::new(w.store.clone(), RetryPolicy::immediate(2)),
         sink: Fanout::new(
             MemorySink::default(),
             Some(("observe", observe_sink(&fake))),
         ),
-        backoff: Backoff::immediate(2),
         score_threshold: THRESHOLD,
         now,
         concurrency: 4,
