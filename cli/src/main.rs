@@ -4,12 +4,12 @@ mod dev;
 mod eval;
 mod label;
 mod labelbox;
-mod metrics;
 mod predict;
 mod report;
 mod rollup;
 mod simulate;
 mod truth;
+mod windows;
 
 use std::process::ExitCode;
 
@@ -41,7 +41,7 @@ enum Command {
     /// Answer the local labeling queue through the signed webhook.
     Label(label::LabelArgs),
     /// Stored window metrics of a time range, as a table or JSON.
-    Metrics(metrics::MetricsArgs),
+    Metrics(windows::MetricsArgs),
     /// Run the rollup once against the bucket: recompute every touched window.
     Rollup(rollup::RollupArgs),
     /// Charts of the windows over time, by model version, as one HTML file.
@@ -60,7 +60,7 @@ fn main() -> ExitCode {
         Command::Dev(args) => dev::run(&args).map_err(CliError::from),
         Command::Simulate(args) => simulate::run(&args).map_err(CliError::from),
         Command::Label(args) => label::run(&args).map_err(CliError::from),
-        Command::Metrics(args) => metrics::run(&args),
+        Command::Metrics(args) => windows::run(&args),
         Command::Rollup(args) => rollup::run(&args),
         Command::Report(args) => report::run(&args),
         Command::BenchRollup(args) => rollup::bench(&args),

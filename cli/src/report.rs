@@ -17,7 +17,7 @@ use modelobs_core::records::{Granularity, WindowMetrics};
 use plotters::prelude::*;
 
 use crate::CliError;
-use crate::metrics::{GranularityArg, parse_instant, query};
+use crate::windows::{GranularityArg, parse_instant, query};
 
 #[derive(Args)]
 pub struct ReportArgs {

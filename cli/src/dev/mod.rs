@@ -3,7 +3,7 @@
 //! as AWS would (see `router`). Run it inside `localstack/with-stack` or after
 //! `localstack/up`, whose variables name the bucket and the queues.
 
-pub mod adapters;
+pub mod clients;
 pub mod router;
 
 use std::path::PathBuf;
@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use tokio::process::{Child, Command};
 
-use adapters::{Sqs, WatchInvoker};
+use clients::{Sqs, WatchInvoker};
 use router::{Delivery, Route, Stats};
 
 /// The webhook secret the local stack uses unless `WEBHOOK_SECRET` says otherwise.

@@ -2,7 +2,7 @@
 //! (namespace `ModelObservability`). Limits checked here, not by CloudWatch's
 //! silence: at most 100 metrics per directive, 30 dimensions per set.
 
-use modelobs_core::records::{ImageEval, WindowMetrics};
+use modelobs_core::records::{CaptureRecord, ImageEval, WindowMetrics};
 use serde_json::{Map, Value, json};
 
 pub const NAMESPACE: &str = "ModelObservability";
@@ -124,6 +124,23 @@ pub fn window_lines(m: &WindowMetrics) -> Vec<String> {
         }
     }
     lines
+}
+
+/// One lost capture (the inference function answered, S3 stayed down):
+/// `CaptureFailures` by model, with the capture's id so the logged record
+/// can be found.
+pub fn capture_failure_line(record: &CaptureRecord, timestamp_ms: i64) -> String {
+    let mut event: Value = serde_json::from_str(&line(
+        timestamp_ms,
+        &[
+            ("ModelName", record.model.name.as_str()),
+            ("ModelVersion", record.model.version.as_str()),
+        ],
+        &[("CaptureFailures", 1.0, "Count")],
+    ))
+    .expect("line writes JSON");
+    event["capture_id"] = Value::from(record.id.to_string());
+    event.to_string()
 }
 
 /// One failed delivery to a sink (`Sink`: `observe`), counted where it can't fail: in the logs.

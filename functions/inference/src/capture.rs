@@ -62,23 +62,3 @@ pub async fn store<S: ObjectStore>(
         .await?;
     Ok(())
 }
-
-/// An EMF line counting one lost capture: CloudWatch turns it into the metric
-/// `ModelObservability/CaptureFailures`, so an alarm can watch it.
-pub fn capture_failure_emf(record: &CaptureRecord, timestamp_ms: i64) -> String {
-    serde_json::json!({
-        "_aws": {
-            "Timestamp": timestamp_ms,
-            "CloudWatchMetrics": [{
-                "Namespace": "ModelObservability",
-                "Dimensions": [["ModelName", "ModelVersion"]],
-                "Metrics": [{"Name": "CaptureFailures", "Unit": "Count"}]
-            }]
-        },
-        "ModelName": record.model.name,
-        "ModelVersion": record.model.version,
-        "CaptureFailures": 1,
-        "capture_id": record.id.to_string(),
-    })
-    .to_string()
-}

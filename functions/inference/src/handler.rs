@@ -150,7 +150,7 @@ async fn store_capture<D, S: ObjectStore>(
             tracing::error!(capture_id = %record.id, error = %e, record = %json, "capture lost");
             println!(
                 "{}",
-                capture::capture_failure_emf(record, Utc::now().timestamp_millis())
+                modelobs_pipeline::emf::capture_failure_line(record, Utc::now().timestamp_millis())
             );
             false
         }

@@ -1,10 +1,10 @@
 //! Wiring only: logs, config, clients, model, then the runtime.
 
-use inference::config::Config;
-use inference::handler::{self, Deps};
 use lambda_http::{Error, service_fn};
 use modelobs_adapters::s3::S3Store;
 use modelobs_adapters::{RetryPolicy, Retrying};
+use modelobs_inference::config::Config;
+use modelobs_inference::handler::{self, Deps};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

@@ -6,11 +6,11 @@ mod support;
 
 use std::path::PathBuf;
 
-use inference::handler::{Deps, handle};
 use lambda_http::{Body, Request};
 use modelobs_adapters::memory::MemoryStore;
 use modelobs_adapters::{RetryPolicy, Retrying};
 use modelobs_core::records::{self, CaptureRecord};
+use modelobs_inference::handler::{Deps, handle};
 use serde_json::Value;
 use support::FakeDetector;
 
@@ -179,7 +179,7 @@ fn the_capture_failure_metric_is_valid_emf() {
         "../../../events/records/capture-record.json"
     ))
     .unwrap();
-    let line: Value = serde_json::from_str(&inference::capture::capture_failure_emf(
+    let line: Value = serde_json::from_str(&modelobs_pipeline::emf::capture_failure_line(
         &record,
         1_795_678_933_000,
     ))

@@ -4,10 +4,10 @@
 
 use std::path::PathBuf;
 
-use inference::handler::{Deps, handle};
 use lambda_http::{Body, Request};
 use modelobs_adapters::memory::MemoryStore;
 use modelobs_detector::{DetectorConfig, OnnxDetector};
+use modelobs_inference::handler::{Deps, handle};
 use serde_json::Value;
 
 fn root() -> PathBuf {

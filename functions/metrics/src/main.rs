@@ -2,9 +2,9 @@
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use metrics::config::{self, Config};
 use modelobs_adapters::s3::S3Store;
 use modelobs_adapters::{RetryPolicy, Retrying};
+use modelobs_metrics::config::{self, Config};
 use modelobs_pipeline::evaluate::{self, Deps};
 
 #[tokio::main]

@@ -6,8 +6,8 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 use modelobs_adapters::s3::S3Store;
 use modelobs_adapters::{RetryPolicy, Retrying};
 use modelobs_core::sampling::SamplingPolicy;
-use sampler::backend::{AnyBackend, Labelbox, LocalQueue, S3Presigner};
-use sampler::handler::{self, Deps};
+use modelobs_sampler::backend::{AnyBackend, Labelbox, LocalQueue, S3Presigner};
+use modelobs_sampler::handler::{self, Deps};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

@@ -8,8 +8,8 @@ use modelobs_adapters::secrets::resolve_secret;
 use modelobs_adapters::{RetryPolicy, Retrying};
 use modelobs_labelbox::webhook::payload::ClassMap;
 use modelobs_labelbox::{LabelboxClient, Polling};
-use webhook::handler::{self, Deps};
-use webhook::source::LabelboxFetcher;
+use modelobs_webhook::handler::{self, Deps};
+use modelobs_webhook::source::LabelboxFetcher;
 
 fn var(name: &str) -> anyhow::Result<String> {
     std::env::var(name).with_context(|| format!("{name} is not set"))

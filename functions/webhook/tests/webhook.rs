@@ -14,9 +14,9 @@ use modelobs_core::keys;
 use modelobs_core::records::{self, CaptureRecord, GroundTruth};
 use modelobs_labelbox::webhook::payload::ClassMap;
 use modelobs_labelbox::webhook::payload::LabelledObject;
+use modelobs_webhook::handler::{Deps, handle};
+use modelobs_webhook::source::{FetchError, FetchedLabel, LabelRef, MemoryFetcher};
 use serde_json::Value;
-use webhook::handler::{Deps, handle};
-use webhook::source::{FetchError, FetchedLabel, LabelRef, MemoryFetcher};
 
 /// Fetching from Labelbox not configured (LABEL_SOURCE=local).
 type TestDeps = Deps<Retrying<MemoryStore>, MemoryQueue, Option<MemoryFetcher>>;
@@ -55,7 +55,7 @@ async fn deps() -> TestDeps {
     }
 }
 
-async fn call<F: webhook::source::LabelFetcher>(
+async fn call<F: modelobs_webhook::source::LabelFetcher>(
     d: &Deps<Retrying<MemoryStore>, MemoryQueue, F>,
     req: Request,
 ) -> (u16, Value) {

@@ -5,11 +5,11 @@
 #![recursion_limit = "256"]
 
 use aws_lambda_events::event::s3::S3Event;
-use inference::config::Config;
-use inference::upload::{self, UploadDeps};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use modelobs_adapters::s3::S3Store;
 use modelobs_adapters::{RetryPolicy, Retrying};
+use modelobs_inference::config::Config;
+use modelobs_inference::upload::{self, UploadDeps};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

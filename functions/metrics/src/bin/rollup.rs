@@ -1,9 +1,9 @@
 //! Wiring only: the rollup on an EventBridge schedule (`rate(5 minutes)`).
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use metrics::config::{self, Config};
 use modelobs_adapters::s3::S3Store;
 use modelobs_adapters::{RetryPolicy, Retrying};
+use modelobs_metrics::config::{self, Config};
 use modelobs_pipeline::rollup::{self, RollupDeps};
 
 #[tokio::main]
