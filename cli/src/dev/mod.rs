@@ -261,7 +261,11 @@ async fn start_watch(args: &DevArgs) -> Result<Child> {
     if !status.success() {
         bail!("building the functions failed ({status})");
     }
-    let shim = cargo_run_shim(&root, &cargo)?;
+    let shim_dir = root.join(".cache/dev/bin");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let shim = cargo_run_shim(&shim_dir, &target, &real_cargo(&cargo, &shim_dir)?)?;
     let path = match std::env::var_os("PATH") {
         Some(p) => std::env::join_paths(std::iter::once(shim).chain(std::env::split_paths(&p)))?,
         None => shim.into_os_string(),
@@ -289,6 +293,22 @@ async fn start_watch(args: &DevArgs) -> Result<Child> {
     Ok(child)
 }
 
+/// `cargo` as an absolute path (the shim must not find itself on PATH).
+fn real_cargo(cargo: &str, shim_dir: &std::path::Path) -> Result<String> {
+    let path = std::path::Path::new(cargo);
+    if path.is_absolute() {
+        return Ok(cargo.to_string());
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .filter(|dir| dir != shim_dir)
+        .map(|dir| dir.join(cargo))
+        .find(|candidate| candidate.is_file())
+        .map(|found| found.display().to_string())
+        .with_context(|| format!("{cargo} is not on PATH"))
+}
+
 /// `cargo lambda watch` starts each function with `cargo run --bin <name>`,
 /// which resolves features for that one package and so compiles a dozen
 /// dependencies again per function (about a minute each here) before the
@@ -296,12 +316,8 @@ async fn start_watch(args: &DevArgs) -> Result<Child> {
 /// that `run` into the workspace build above (a no-op: same selection, same
 /// features) and the binary it made; every other command goes to `real`.
 /// Returns the directory holding it.
-fn cargo_run_shim(root: &std::path::Path, real: &str) -> Result<PathBuf> {
-    let dir = root.join(".cache/dev/bin");
-    std::fs::create_dir_all(&dir)?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
+fn cargo_run_shim(dir: &std::path::Path, target: &std::path::Path, real: &str) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
     let script = format!(
         r#"#!/bin/sh
 # Written by `modelobs dev` (cli/src/dev/mod.rs, cargo_run_shim): cargo lambda
@@ -330,7 +346,7 @@ exec "$real" "$@"
     std::fs::write(&path, script)?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
-    Ok(dir)
+    Ok(dir.to_path_buf())
 }
 
 async fn wait_for_port(address: &str, port: u16, mut watch: Option<&mut Child>) -> Result<()> {
@@ -375,4 +391,88 @@ async fn stop_group(mut child: Child) {
             .await;
     }
     let _ = child.wait().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("modelobs-shim-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn executable(path: &std::path::Path, script: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, script).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    /// cargo lambda watch's exact call: `cargo run --color auto --manifest-path
+    /// Cargo.toml --bin <name>`, then the function's own arguments.
+    #[test]
+    fn the_shim_builds_the_workspace_then_runs_the_built_binary() {
+        let root = scratch("run");
+        let target = root.join("target");
+        let log = root.join("cargo.log");
+        let real = root.join("real/cargo");
+        executable(
+            &real,
+            &format!("#!/bin/sh\necho \"$@\" >> '{}'\n", log.display()),
+        );
+        executable(
+            &target.join("debug/webhook"),
+            "#!/bin/sh\necho \"webhook $*\"\n",
+        );
+        let dir = cargo_run_shim(&root.join("bin"), &target, &real.display().to_string()).unwrap();
+
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new(dir.join("cargo"))
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let out = run(&[
+            "run",
+            "--color",
+            "auto",
+            "--manifest-path",
+            "Cargo.toml",
+            "--bin",
+            "webhook",
+            "--",
+            "a",
+            "b",
+        ]);
+        assert_eq!(out.trim(), "webhook a b");
+        // Anything else goes to cargo itself, unchanged.
+        run(&["metadata", "--format-version", "1"]);
+        let calls = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(
+            calls.lines().collect::<Vec<_>>(),
+            [
+                "build --workspace --bins --quiet",
+                "metadata --format-version 1"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_real_cargo_is_never_the_shim() {
+        let root = scratch("real");
+        let shim_dir = root.join("bin");
+        executable(&shim_dir.join("cargo"), "#!/bin/sh\n");
+        let found = real_cargo("cargo", &shim_dir).unwrap();
+        assert!(std::path::Path::new(&found).is_absolute(), "{found}");
+        assert_ne!(
+            std::path::Path::new(&found).parent(),
+            Some(shim_dir.as_path())
+        );
+        assert_eq!(real_cargo("/opt/cargo", &shim_dir).unwrap(), "/opt/cargo");
+    }
 }

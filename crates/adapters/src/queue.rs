@@ -4,6 +4,7 @@ use std::future::Future;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use aws_sdk_sqs::config::http::HttpResponse;
 use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use thiserror::Error;
 
@@ -63,24 +64,29 @@ impl Queue for SqsQueue {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e: SdkError<_, _>| {
-                let transient = match &e {
-                    SdkError::TimeoutError(_)
-                    | SdkError::DispatchFailure(_)
-                    | SdkError::ResponseError(_) => true,
-                    SdkError::ServiceError(se) => {
-                        matches!(se.raw().status().as_u16(), 429 | 500..)
-                    }
-                    _ => false,
-                };
-                QueueError {
-                    message: e
-                        .as_service_error()
-                        .and_then(|s| s.message().map(str::to_string))
-                        .unwrap_or_else(|| format!("{e:?}")),
-                    transient,
-                }
-            })
+            .map_err(|e| classify(&e))
+    }
+}
+
+/// Sorts an SQS failure into retry-worthy (throttled, 5xx, timeouts, lost
+/// connections) or not (a missing queue, a refused key), keeping SQS's words.
+fn classify<E>(err: &SdkError<E, HttpResponse>) -> QueueError
+where
+    E: ProvideErrorMetadata + std::fmt::Debug,
+{
+    let transient = match err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(se) => matches!(se.raw().status().as_u16(), 429 | 500..),
+        _ => false,
+    };
+    QueueError {
+        message: err
+            .as_service_error()
+            .and_then(|s| s.message().or(s.code()).map(str::to_string))
+            .unwrap_or_else(|| format!("{err:?}")),
+        transient,
     }
 }
 
@@ -114,5 +120,48 @@ impl Queue for MemoryQueue {
         }
         self.sent.lock().unwrap().push(body);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_sqs::error::{ConnectorError, ErrorMetadata};
+    use aws_sdk_sqs::operation::send_message::SendMessageError;
+    // The SQS crate does not re-export the body type; the S3 crate does (the same smithy type).
+    use aws_sdk_s3::primitives::SdkBody;
+
+    fn service(status: u16, code: &str) -> SdkError<SendMessageError, HttpResponse> {
+        let error = SendMessageError::generic(ErrorMetadata::builder().code(code).build());
+        let raw = HttpResponse::new(status.try_into().unwrap(), SdkBody::empty());
+        SdkError::service_error(error, raw)
+    }
+
+    #[test]
+    fn throttling_outages_and_lost_connections_are_transient() {
+        for status in [429, 500, 503] {
+            assert!(
+                classify(&service(status, "ServiceUnavailable")).transient,
+                "{status}"
+            );
+        }
+        let lost: SdkError<SendMessageError, HttpResponse> =
+            SdkError::dispatch_failure(ConnectorError::io("connection reset".into()));
+        assert!(classify(&lost).transient);
+        let timeout: SdkError<SendMessageError, HttpResponse> =
+            SdkError::timeout_error("timed out");
+        assert!(classify(&timeout).transient);
+    }
+
+    #[test]
+    fn a_missing_queue_or_a_refused_key_is_permanent() {
+        let missing = classify(&service(400, "AWS.SimpleQueueService.NonExistentQueue"));
+        assert!(!missing.transient);
+        assert!(
+            missing.message.contains("NonExistentQueue"),
+            "{}",
+            missing.message
+        );
+        assert!(!classify(&service(403, "AccessDenied")).transient);
     }
 }

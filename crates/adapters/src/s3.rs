@@ -184,3 +184,68 @@ impl ObjectStore for S3Store {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! `classify` decides every S3 retry in the system (through `Retrying`);
+    //! LocalStack never throttles or fails, so its answers are built here the
+    //! way the SDK hands them over: a service error with its raw response, a
+    //! timeout, a dispatch (connection) failure.
+
+    use super::*;
+    use aws_sdk_s3::error::{ConnectorError, ErrorMetadata};
+    use aws_sdk_s3::operation::put_object::PutObjectError;
+    use aws_sdk_s3::primitives::SdkBody;
+
+    fn service(status: u16, code: &str) -> SdkError<PutObjectError, HttpResponse> {
+        let error = PutObjectError::generic(
+            ErrorMetadata::builder()
+                .code(code)
+                .message(format!("{code} from S3"))
+                .build(),
+        );
+        let raw = HttpResponse::new(status.try_into().unwrap(), SdkBody::empty());
+        SdkError::service_error(error, raw)
+    }
+
+    fn transient(err: &SdkError<PutObjectError, HttpResponse>) -> bool {
+        classify("put", "captures/x.json", err).is_transient()
+    }
+
+    #[test]
+    fn throttling_server_errors_and_raced_conditions_are_transient() {
+        assert!(transient(&service(429, "TooManyRequests")));
+        assert!(transient(&service(500, "InternalError")));
+        assert!(transient(&service(503, "SlowDown")));
+        // A conditional write that raced another one: try again.
+        assert!(transient(&service(409, "ConditionalRequestConflict")));
+    }
+
+    #[test]
+    fn refusals_are_permanent() {
+        assert!(!transient(&service(403, "AccessDenied")));
+        assert!(!transient(&service(404, "NoSuchBucket")));
+        assert!(!transient(&service(400, "InvalidRequest")));
+        // A failed precondition reaching classify (not a put, which answers
+        // ConditionFailed before) is not worth retrying either.
+        assert!(!transient(&service(412, "PreconditionFailed")));
+    }
+
+    #[test]
+    fn timeouts_and_lost_connections_are_transient() {
+        let timeout: SdkError<PutObjectError, HttpResponse> =
+            SdkError::timeout_error("operation timed out after 3s");
+        assert!(transient(&timeout));
+        let lost: SdkError<PutObjectError, HttpResponse> =
+            SdkError::dispatch_failure(ConnectorError::io("connection reset".into()));
+        assert!(transient(&lost));
+    }
+
+    #[test]
+    fn the_message_keeps_the_operation_the_key_and_the_services_words() {
+        let e = classify("get", "labels/abc.json", &service(503, "SlowDown"));
+        let text = e.to_string();
+        assert!(text.contains("get labels/abc.json"), "{text}");
+        assert!(text.contains("SlowDown from S3"), "{text}");
+    }
+}
