@@ -7,14 +7,6 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum ApiError {
-    #[error("no route for {0}")]
-    NotFound(String),
-    #[error("{method} is not allowed on {path}; use {allowed}")]
-    MethodNotAllowed {
-        method: String,
-        path: String,
-        allowed: &'static str,
-    },
     #[error("body is {size} bytes, over the limit of {limit}")]
     PayloadTooLarge { size: usize, limit: usize },
     #[error(
@@ -30,8 +22,6 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -44,8 +34,6 @@ impl ApiError {
 
     pub fn code(&self) -> &'static str {
         match self {
-            Self::NotFound(_) => "not_found",
-            Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::BadRequest(_) => "bad_request",
@@ -56,26 +44,9 @@ impl ApiError {
         }
     }
 
-    /// `{"error": {"code", "message"}}` with the status.
+    /// `{"error": {"code", "message"}}` with the status (404 and 405 come
+    /// from the router, `modelobs_http`, in the same shape).
     pub fn into_response(self) -> Response<Body> {
-        let mut resp = json_response(
-            self.status(),
-            &serde_json::json!({"error": {"code": self.code(), "message": self.to_string()}}),
-        );
-        if let Self::MethodNotAllowed { allowed, .. } = self {
-            resp.headers_mut().insert(
-                "allow",
-                allowed.parse().expect("a method name is a header value"),
-            );
-        }
-        resp
+        modelobs_http::error_response(self.status(), self.code(), &self.to_string())
     }
-}
-
-pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(Body::Text(body.to_string()))
-        .expect("status and one static header make a valid response")
 }

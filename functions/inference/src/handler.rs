@@ -1,16 +1,26 @@
-//! `POST /predict` and `GET /health`, behind HttpApi and a function URL alike.
+//! `POST /predict` and `GET /health`, behind HttpApi and a function URL alike,
+//! on an axum router: the routes, 405 with `Allow`, 404, and the one error
+//! shape `{"error": {"code", "message"}}` (`crate::error`).
 
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::{get, post};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use lambda_http::http::{Method, StatusCode};
-use lambda_http::{Body, Request, RequestExt, Response};
+use lambda_http::http::StatusCode;
+use lambda_http::{Body, Request, Response};
 use modelobs_adapters::ObjectStore;
 use modelobs_core::records::{CaptureId, CaptureRecord, CaptureSource};
 use modelobs_detector::Detector;
+use modelobs_http::{
+    LambdaApp, Paths, json_response, lambda_request, method_not_allowed, not_found, request_id,
+};
 use serde_json::json;
 
 use crate::capture;
-use crate::error::{ApiError, json_response};
+use crate::error::ApiError;
 
 /// What the handler needs, built once per container.
 pub struct Deps<D, S> {
@@ -20,58 +30,64 @@ pub struct Deps<D, S> {
     pub allow_client_timestamps: bool,
 }
 
-enum Route {
-    Predict,
-    Health,
+/// The function's HTTP app (routes, 405 with `Allow`, 404, one error shape):
+/// built once per container in `main.rs`.
+pub fn app<D, S>(deps: Arc<Deps<D, S>>) -> LambdaApp
+where
+    D: Detector + Send + Sync + 'static,
+    S: ObjectStore + 'static,
+{
+    let router = Router::new()
+        .route(
+            "/predict",
+            post(predict_route::<D, S>).fallback(method_not_allowed("POST")),
+        )
+        .route(
+            "/health",
+            get(health_route::<D, S>).fallback(method_not_allowed("GET")),
+        )
+        .fallback(not_found)
+        .with_state(deps);
+    // `/predict`, `/prod/predict` (an HttpApi stage), `/lambda-url/inference/predict`.
+    LambdaApp::new(router, Paths::LastSegment)
 }
 
-/// The route from the path's last segment, so `/predict`, `/prod/predict`
-/// (HttpApi stage) and `/lambda-url/inference/predict` (cargo lambda) all work.
-fn route(path: &str) -> Option<Route> {
-    match path.trim_end_matches('/').rsplit('/').next() {
-        Some("predict") => Some(Route::Predict),
-        Some("health") => Some(Route::Health),
-        _ => None,
+/// One request through a fresh [`app`] (tests; `main.rs` keeps one app).
+pub async fn handle<D, S>(req: Request, deps: &Arc<Deps<D, S>>) -> Response<Body>
+where
+    D: Detector + Send + Sync + 'static,
+    S: ObjectStore + 'static,
+{
+    app(deps.clone()).handle(req).await
+}
+
+/// Errors become `{"error": {"code", "message"}}` with their status, logged with the request id.
+fn refuse(request_id: &str, e: ApiError) -> Response<Body> {
+    if e.status().is_server_error() {
+        tracing::error!(request_id, code = e.code(), error = %e, "request failed");
+    } else {
+        tracing::warn!(request_id, code = e.code(), error = %e, "request refused");
     }
+    e.into_response()
 }
 
-/// Always answers: errors become `{"error": {"code", "message"}}` with their status.
-pub async fn handle<D: Detector, S: ObjectStore>(
-    req: Request,
-    deps: &Deps<D, S>,
+async fn health_route<D: Detector, S>(State(deps): State<Arc<Deps<D, S>>>) -> Response<Body> {
+    health(&deps)
+}
+
+async fn predict_route<D: Detector, S: ObjectStore>(
+    State(deps): State<Arc<Deps<D, S>>>,
+    req: axum::extract::Request,
 ) -> Response<Body> {
-    let request_id = req
-        .lambda_context_ref()
-        .map(|c| c.request_id.clone())
-        .unwrap_or_default();
-    let path = match req.raw_http_path() {
-        "" => req.uri().path().to_string(),
-        raw => raw.to_string(),
+    let request_id = request_id(&req);
+    let req = match lambda_request(req).await {
+        Ok(req) => req,
+        Err(e) => return refuse(&request_id, ApiError::BadRequest(e)),
     };
-    let method = req.method().clone();
-    let result = match (route(&path), &method) {
-        (Some(Route::Predict), &Method::POST) => predict(&req, &request_id, deps).await,
-        (Some(Route::Health), &Method::GET) => Ok(health(deps)),
-        (Some(Route::Predict), _) => Err(ApiError::MethodNotAllowed {
-            method: method.to_string(),
-            path,
-            allowed: "POST",
-        }),
-        (Some(Route::Health), _) => Err(ApiError::MethodNotAllowed {
-            method: method.to_string(),
-            path,
-            allowed: "GET",
-        }),
-        (None, _) => Err(ApiError::NotFound(path)),
-    };
-    result.unwrap_or_else(|e| {
-        if e.status().is_server_error() {
-            tracing::error!(request_id, code = e.code(), error = %e, "request failed");
-        } else {
-            tracing::warn!(request_id, code = e.code(), error = %e, "request refused");
-        }
-        e.into_response()
-    })
+    match predict(&req, &request_id, &deps).await {
+        Ok(resp) => resp,
+        Err(e) => refuse(&request_id, e),
+    }
 }
 
 fn health<D: Detector, S>(deps: &Deps<D, S>) -> Response<Body> {

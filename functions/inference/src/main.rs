@@ -19,9 +19,10 @@ async fn main() -> Result<(), Error> {
         max_body_bytes: config.max_body_bytes,
         allow_client_timestamps: config.allow_client_timestamps,
     };
-    let deps = &deps;
-    lambda_http::run(service_fn(move |req| async move {
-        Ok::<_, Error>(handler::handle(req, deps).await)
+    let app = handler::app(std::sync::Arc::new(deps));
+    lambda_http::run(service_fn(move |req| {
+        let app = app.clone();
+        async move { Ok::<_, Error>(app.handle(req).await) }
     }))
     .await
 }

@@ -5,6 +5,7 @@
 mod support;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use lambda_http::{Body, Request};
 use modelobs_adapters::memory::MemoryStore;
@@ -14,13 +15,13 @@ use modelobs_inference::handler::{Deps, handle};
 use serde_json::Value;
 use support::FakeDetector;
 
-fn deps(allow_client_timestamps: bool) -> Deps<FakeDetector, Retrying<MemoryStore>> {
-    Deps {
+fn deps(allow_client_timestamps: bool) -> Arc<Deps<FakeDetector, Retrying<MemoryStore>>> {
+    Arc::new(Deps {
         detector: FakeDetector::new(),
         store: Retrying::new(MemoryStore::new(), RetryPolicy::immediate(3)),
         max_body_bytes: 6 * 1024 * 1024,
         allow_client_timestamps,
-    }
+    })
 }
 
 fn fixture(name: &str) -> Request {
@@ -31,7 +32,7 @@ fn fixture(name: &str) -> Request {
     lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
-async fn call(deps: &Deps<FakeDetector, Retrying<MemoryStore>>, name: &str) -> (u16, Value) {
+async fn call(deps: &Arc<Deps<FakeDetector, Retrying<MemoryStore>>>, name: &str) -> (u16, Value) {
     let resp = handle(fixture(name), deps).await;
     let status = resp.status().as_u16();
     assert_eq!(resp.headers()["content-type"], "application/json", "{name}");
@@ -136,7 +137,7 @@ async fn refusals_have_the_right_status_and_a_json_error() {
 #[tokio::test]
 async fn an_oversized_body_is_413() {
     let mut d = deps(false);
-    d.max_body_bytes = 1000;
+    Arc::get_mut(&mut d).unwrap().max_body_bytes = 1000;
     let (status, body) = call(&d, "predict-png.json").await;
     assert_eq!(status, 200, "{body}");
     let mut req = fixture("predict-png.json");

@@ -3,6 +3,7 @@
 //! decoder. Needs `ORT_DYLIB_PATH` (`make test` provides it via `make ort`).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use lambda_http::{Body, Request};
 use modelobs_adapters::memory::MemoryStore;
@@ -24,7 +25,7 @@ fn fixture(name: &str) -> Request {
     lambda_http::request::from_str(&text).unwrap()
 }
 
-async fn call(deps: &Deps<OnnxDetector, MemoryStore>, req: Request) -> (u16, Value) {
+async fn call(deps: &Arc<Deps<OnnxDetector, MemoryStore>>, req: Request) -> (u16, Value) {
     let resp = handle(req, deps).await;
     let status = resp.status().as_u16();
     let Body::Text(text) = resp.body() else {
@@ -37,12 +38,12 @@ async fn call(deps: &Deps<OnnxDetector, MemoryStore>, req: Request) -> (u16, Val
 #[ignore = "needs ONNX Runtime (ORT_DYLIB_PATH): make test runs it"]
 async fn photos_and_bad_images_through_the_real_model() {
     let detector = detector();
-    let deps = Deps {
+    let deps = Arc::new(Deps {
         detector,
         store: MemoryStore::new(),
         max_body_bytes: 6 * 1024 * 1024,
         allow_client_timestamps: false,
-    };
+    });
 
     for (name, status, code) in [
         ("predict-truncated-png.json", 400, "undecodable_image"),

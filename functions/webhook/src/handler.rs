@@ -15,6 +15,11 @@
 //! forward (compare-and-swap on its ETag), and a `<version>.queued` marker
 //! written after the message means a replay of the same version sends nothing.
 
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::post;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use lambda_http::http::StatusCode;
@@ -23,6 +28,7 @@ use modelobs_adapters::queue::Queue;
 use modelobs_adapters::{ObjectStore, PutCondition, PutOutcome, StoreError};
 use modelobs_core::keys;
 use modelobs_core::records::{self, GroundTruth};
+use modelobs_http::{LambdaApp, Paths, lambda_request, method_not_allowed};
 use serde_json::json;
 use thiserror::Error;
 
@@ -95,18 +101,54 @@ impl WebhookError {
 }
 
 fn respond(status: StatusCode, body: serde_json::Value) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(Body::Text(body.to_string()))
-        .expect("a status and one header make a valid response")
+    modelobs_http::json_response(status, &body)
+}
+
+/// The function URL's app: `POST` on any path (the URL is the function's
+/// own), 405 with `Allow: POST` otherwise, every answer JSON. Built once per
+/// container in `main.rs`.
+pub fn app<S, Q, F>(deps: Arc<Deps<S, Q, F>>) -> LambdaApp
+where
+    S: ObjectStore + 'static,
+    Q: Queue + 'static,
+    F: LabelFetcher + Send + Sync + 'static,
+{
+    let event = || post(event_route::<S, Q, F>).fallback(method_not_allowed("POST"));
+    let router = Router::new()
+        .route("/", event())
+        .route("/{*path}", event())
+        .with_state(deps);
+    LambdaApp::new(router, Paths::AsSent)
+}
+
+/// One request through a fresh [`app`] (tests; `main.rs` keeps one app).
+pub async fn handle<S, Q, F>(req: Request, deps: &Arc<Deps<S, Q, F>>) -> Response<Body>
+where
+    S: ObjectStore + 'static,
+    Q: Queue + 'static,
+    F: LabelFetcher + Send + Sync + 'static,
+{
+    app(deps.clone()).handle(req).await
+}
+
+async fn event_route<S: ObjectStore, Q: Queue, F: LabelFetcher>(
+    State(deps): State<Arc<Deps<S, Q, F>>>,
+    req: axum::extract::Request,
+) -> Response<Body> {
+    match lambda_request(req).await {
+        Ok(req) => handle_event(req, &deps).await,
+        Err(e) => respond(
+            StatusCode::BAD_REQUEST,
+            json!({"error": {"code": "bad_request", "message": e}}),
+        ),
+    }
 }
 
 fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
-pub async fn handle<S: ObjectStore, Q: Queue, F: LabelFetcher>(
+async fn handle_event<S: ObjectStore, Q: Queue, F: LabelFetcher>(
     req: Request,
     deps: &Deps<S, Q, F>,
 ) -> Response<Body> {

@@ -2,6 +2,7 @@
 //! `LabelboxFetcher`, on the signed fixture whose payload names the label without carrying it.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -54,7 +55,7 @@ fn fetcher(fake: &FakeLabelbox, api_key: &str) -> LabelboxFetcher {
 /// A stack that has seen the fixture's capture and fetches from the fake.
 async fn deps(
     fetcher: LabelboxFetcher,
-) -> Deps<Retrying<MemoryStore>, MemoryQueue, LabelboxFetcher> {
+) -> Arc<Deps<Retrying<MemoryStore>, MemoryQueue, LabelboxFetcher>> {
     let store = MemoryStore::new();
     let c = capture();
     store
@@ -66,7 +67,7 @@ async fn deps(
         )
         .await
         .unwrap();
-    Deps {
+    Arc::new(Deps {
         store: Retrying::new(store, RetryPolicy::immediate(2)),
         queue: MemoryQueue::new(),
         fetcher,
@@ -74,10 +75,10 @@ async fn deps(
         max_body_bytes: 1024 * 1024,
         class_map: ClassMap::default(),
         source: "labelbox".into(),
-    }
+    })
 }
 
-async fn call(d: &Deps<Retrying<MemoryStore>, MemoryQueue, LabelboxFetcher>) -> (u16, Value) {
+async fn call(d: &Arc<Deps<Retrying<MemoryStore>, MemoryQueue, LabelboxFetcher>>) -> (u16, Value) {
     let resp = handle(fixture("label-created-without-label.json"), d).await;
     let Body::Text(text) = resp.body() else {
         panic!("text body")

@@ -2,6 +2,7 @@
 //! fixtures (events/webhook, made by make_fixtures.py with the test secret).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use lambda_http::{Body, Request};
@@ -19,7 +20,7 @@ use modelobs_webhook::source::{FetchError, FetchedLabel, LabelRef, MemoryFetcher
 use serde_json::Value;
 
 /// Fetching from Labelbox not configured (LABEL_SOURCE=local).
-type TestDeps = Deps<Retrying<MemoryStore>, MemoryQueue, Option<MemoryFetcher>>;
+type TestDeps = Arc<Deps<Retrying<MemoryStore>, MemoryQueue, Option<MemoryFetcher>>>;
 
 const SECRET: &[u8] = b"test-webhook-secret";
 const CAPTURE: &[u8] = include_bytes!("../../../events/records/capture-record.json");
@@ -44,7 +45,7 @@ async fn deps() -> TestDeps {
         )
         .await
         .unwrap();
-    Deps {
+    Arc::new(Deps {
         store: Retrying::new(store, RetryPolicy::immediate(2)),
         queue: MemoryQueue::new(),
         fetcher: None,
@@ -52,11 +53,11 @@ async fn deps() -> TestDeps {
         max_body_bytes: 1024 * 1024,
         class_map: ClassMap::default(),
         source: "labelbox".into(),
-    }
+    })
 }
 
-async fn call<F: modelobs_webhook::source::LabelFetcher>(
-    d: &Deps<Retrying<MemoryStore>, MemoryQueue, F>,
+async fn call<F: modelobs_webhook::source::LabelFetcher + Send + Sync + 'static>(
+    d: &Arc<Deps<Retrying<MemoryStore>, MemoryQueue, F>>,
     req: Request,
 ) -> (u16, Value) {
     let resp = handle(req, d).await;
@@ -188,6 +189,24 @@ async fn unsigned_or_wrongly_signed_requests_write_nothing() {
 }
 
 #[tokio::test]
+async fn other_methods_are_405_with_allow_and_write_nothing() {
+    let d = deps().await;
+    let before = d.store.keys();
+    let mut req = fixture("label-created.json");
+    *req.method_mut() = lambda_http::http::Method::GET;
+    let resp = handle(req, &d).await;
+    assert_eq!(resp.status().as_u16(), 405);
+    assert_eq!(resp.headers()["allow"], "POST");
+    let Body::Text(text) = resp.body() else {
+        panic!("text body")
+    };
+    let body: Value = serde_json::from_str(text).unwrap();
+    assert_eq!(body["error"]["code"], "method_not_allowed");
+    assert_eq!(d.store.keys(), before);
+    assert!(d.queue.sent().is_empty());
+}
+
+#[tokio::test]
 async fn bad_payloads_are_400_naming_the_field() {
     let cases = [
         ("malformed-json.json", "not JSON"),
@@ -218,7 +237,7 @@ async fn unknown_topics_are_accepted_and_ignored() {
 #[tokio::test]
 async fn an_oversized_body_is_413() {
     let mut d = deps().await;
-    d.max_body_bytes = 100;
+    Arc::get_mut(&mut d).unwrap().max_body_bytes = 100;
     let (status, _) = call(&d, fixture("label-created.json")).await;
     assert_eq!(status, 413);
 }
@@ -271,9 +290,11 @@ fn horses(updated_at: Option<&str>) -> FetchedLabel {
 /// A stack that has seen the capture and fetches labels from `fetcher`.
 async fn fetching(
     fetcher: MemoryFetcher,
-) -> Deps<Retrying<MemoryStore>, MemoryQueue, MemoryFetcher> {
-    let d = deps().await;
-    Deps {
+) -> Arc<Deps<Retrying<MemoryStore>, MemoryQueue, MemoryFetcher>> {
+    let d = Arc::try_unwrap(deps().await)
+        .ok()
+        .expect("a fresh stack has one owner");
+    Arc::new(Deps {
         store: d.store,
         queue: d.queue,
         fetcher,
@@ -281,7 +302,7 @@ async fn fetching(
         max_body_bytes: d.max_body_bytes,
         class_map: d.class_map,
         source: d.source,
-    }
+    })
 }
 
 #[tokio::test]
