@@ -14,7 +14,6 @@ use axum::extract::State as Shared;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 
 /// One request as the fake received it.
 #[derive(Debug, Clone)]
@@ -167,21 +166,18 @@ impl Drop for FakeLabelbox {
 impl FakeLabelbox {
     /// Listens on a free port; accepts only `Authorization: Bearer <api_key>`.
     pub async fn start(api_key: &str) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind 127.0.0.1");
-        let addr = listener.local_addr().expect("local addr");
+        let (listener, addr) = crate::local_listener().await;
         let state = Arc::new(Mutex::new(State {
             api_key: api_key.to_string(),
             addr: addr.to_string(),
             ..State::default()
         }));
-        let app = axum::Router::new()
-            .fallback(serve)
-            .with_state(state.clone());
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let server = crate::serve_app(
+            listener,
+            axum::Router::new()
+                .fallback(serve)
+                .with_state(state.clone()),
+        );
         Self {
             addr,
             state,

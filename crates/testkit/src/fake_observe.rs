@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 use axum::body::Bytes;
 use axum::extract::State as Shared;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 /// One request as the fake received it.
@@ -64,15 +63,14 @@ impl Drop for FakeObserve {
 
 impl FakeObserve {
     pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("local addr");
+        let (listener, addr) = crate::local_listener().await;
         let state = Arc::new(Mutex::new(State::default()));
-        let app = axum::Router::new()
-            .fallback(serve)
-            .with_state(state.clone());
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let server = crate::serve_app(
+            listener,
+            axum::Router::new()
+                .fallback(serve)
+                .with_state(state.clone()),
+        );
         Self {
             addr,
             state,

@@ -18,6 +18,28 @@ use std::path::{Path, PathBuf};
 pub mod fake_labelbox;
 pub mod fake_observe;
 
+/// A free port on 127.0.0.1, bound (a fake may need its own address before
+/// it serves: Labelbox's hands out URLs to itself).
+pub async fn local_listener() -> (tokio::net::TcpListener, std::net::SocketAddr) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1");
+    let addr = listener
+        .local_addr()
+        .expect("a bound listener has an address");
+    (listener, addr)
+}
+
+/// Serves `app` on `listener` until the handle is aborted (a fake's `Drop`).
+pub fn serve_app(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    })
+}
+
 /// The repository root (this crate is `crates/testkit`).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
