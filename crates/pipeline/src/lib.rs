@@ -1,8 +1,17 @@
 //! The application layer: the use cases, written once over the narrow ports
-//! of `modelobs_adapters` (object store, queue) and the metrics sinks here.
+//! (`modelobs_adapters`' object store and queue, the detector, the labeling
+//! backend, the metrics sinks here).
 //! The function crates wire them to their triggers (`main.rs` + `config.rs`);
 //! the `modelobs` CLI calls the same code; neither calls the other.
 //!
+//! - [`capture`]: a prediction and its image become a `CaptureRecord` in the
+//!   bucket (the inference function, HTTP); [`ingest`]: the same for images
+//!   dropped under `incoming/` (inference-upload, S3).
+//! - [`sample`]: a capture record arrived → the sampling decision, and the
+//!   pre-labelled task handed to the [`labeling`] backend (the sampler, S3).
+//! - [`label`]: a verified label event → the label in the bucket (newest
+//!   wins) and one message per version on the metrics queue; labels an event
+//!   only names come from [`label_source`] (the webhook, HTTP).
 //! - [`evaluate`]: a label arrived → the image's COCO evaluation, stored and
 //!   emitted, its windows touched (the metrics function, SQS).
 //! - [`rollup`]: touched windows → `WindowMetrics` from the stored
@@ -13,9 +22,15 @@
 //! Retries are not written here: the stores and queues handed in are
 //! wrapped once, in `main.rs`, by `modelobs_adapters::retrying`.
 
+pub mod capture;
 pub mod emf;
 pub mod evaluate;
+pub mod ingest;
+pub mod label;
+pub mod label_source;
+pub mod labeling;
 pub mod observe;
 pub mod rollup;
+pub mod sample;
 pub mod sink;
 pub mod threshold;

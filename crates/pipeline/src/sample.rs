@@ -18,7 +18,7 @@ use modelobs_core::sampling::{self, Candidate, QuotaOutcome, SamplingPolicy};
 use modelobs_core::{CoreError, keys};
 use thiserror::Error;
 
-use crate::backend::{BackendError, LabelingBackend};
+use crate::labeling::{BackendError, LabelingBackend};
 
 pub struct Deps<B, S> {
     pub policy: SamplingPolicy,

@@ -19,8 +19,8 @@ use modelobs_http::{
 };
 use serde_json::json;
 
-use crate::capture;
 use crate::error::ApiError;
+use modelobs_pipeline::capture;
 
 /// What the handler needs, built once per container.
 pub struct Deps<D, S> {

@@ -12,7 +12,7 @@ use modelobs_adapters::memory::MemoryStore;
 use modelobs_adapters::{ObjectStore, PutCondition};
 use modelobs_adapters::{RetryPolicy, Retrying};
 use modelobs_core::records::{self, CaptureRecord, CaptureSource};
-use modelobs_inference::upload::{Outcome, UploadDeps, handle};
+use modelobs_pipeline::ingest::{Outcome, UploadDeps, handle};
 use support::FakeDetector;
 
 const PNG: &[u8] = b"\x89PNG\r\n\x1a\n-rest-of-a-png";

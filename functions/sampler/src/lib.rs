@@ -1,5 +1,5 @@
-//! The sampler function: picks the captures worth a human look and hands them,
-//! with the model's boxes as pre-labels, to the labeling backend.
+//! The sampler function: its configuration and its S3 presigner. The use
+//! case it runs is `modelobs_pipeline::sample` over `modelobs_pipeline::labeling`.
 
-pub mod backend;
-pub mod handler;
+pub mod config;
+pub mod presign;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use modelobs_adapters::RetryPolicy;
 use modelobs_core::records::{self, CaptureRecord};
 use modelobs_labelbox::{LabelboxClient, Polling, PresignError, Presigner};
-use modelobs_sampler::backend::{BackendError, Labelbox, LabelingBackend};
+use modelobs_pipeline::labeling::{BackendError, Labelbox, LabelingBackend};
 use modelobs_testkit::fake_labelbox::{FakeLabelbox, Scripted};
 use serde_json::{Value, json};
 
@@ -306,7 +306,7 @@ fn prelabel_ids_are_stable_per_box() {
     assert_eq!(ids.len(), 3);
 }
 
-fn s3_presigner() -> modelobs_sampler::backend::S3Presigner {
+fn s3_presigner() -> modelobs_sampler::presign::S3Presigner {
     use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
     let config = aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
@@ -319,7 +319,7 @@ fn s3_presigner() -> modelobs_sampler::backend::S3Presigner {
             "test",
         ))
         .build();
-    modelobs_sampler::backend::S3Presigner {
+    modelobs_sampler::presign::S3Presigner {
         client: aws_sdk_s3::Client::from_conf(config),
         bucket: "modelobs-data".into(),
     }

@@ -15,8 +15,8 @@ use modelobs_core::records::{
     self, CaptureId, CaptureRecord, LabelingTask, SampleReason, SampleState, SamplingDecision,
 };
 use modelobs_core::sampling::SamplingPolicy;
-use modelobs_sampler::backend::{BackendError, LabelingBackend, LocalQueue, Submitted};
-use modelobs_sampler::handler::{Deps, Outcome, SamplerError, handle};
+use modelobs_pipeline::labeling::{BackendError, LabelingBackend, LocalQueue, Submitted};
+use modelobs_pipeline::sample::{Deps, Outcome, SamplerError, handle};
 
 const CAPTURE: &[u8] = include_bytes!("../../../events/records/capture-record.json");
 

@@ -10,31 +10,27 @@
 //! warning, because no retry of this delivery can change that, and a deletion
 //! arrives as its own event.
 //!
-//! Exactly once in effect: each label version is written to
-//! `labels/history/<id>/<version>.json` once, `labels/<id>.json` only moves
-//! forward (compare-and-swap on its ETag), and a `<version>.queued` marker
-//! written after the message means a replay of the same version sends nothing.
+//! Recording itself (exactly once in effect, newest wins) is
+//! `modelobs_pipeline::label`; this file is the HTTP answer to each outcome.
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
 use axum::routing::post;
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
 use modelobs_adapters::queue::Queue;
-use modelobs_adapters::{ObjectStore, PutCondition, PutOutcome, StoreError};
-use modelobs_core::keys;
-use modelobs_core::records::{self, GroundTruth};
+use modelobs_adapters::{ObjectStore, StoreError};
 use modelobs_http::{LambdaApp, Paths, lambda_request, method_not_allowed};
 use serde_json::json;
 use thiserror::Error;
 
-use crate::source::{FetchError, LabelFetcher, LabelRef};
-use modelobs_labelbox::webhook::payload::{self, ClassMap, LabelEvent, PayloadError, Topic};
+use modelobs_labelbox::webhook::payload::{self, ClassMap, LabelEvent, PayloadError};
 use modelobs_labelbox::webhook::signature::{self, SignatureError};
+use modelobs_pipeline::label::{self, RecordError, Recorder};
+use modelobs_pipeline::label_source::{FetchError, LabelFetcher};
 
 pub struct Deps<S, Q, F> {
     pub store: S,
@@ -207,178 +203,36 @@ async fn process<S: ObjectStore, Q: Queue, F: LabelFetcher>(
     store_and_queue(deps, &topic, event).await
 }
 
-async fn get<S: ObjectStore, Q, F>(
-    deps: &Deps<S, Q, F>,
-    key: &str,
-) -> Result<Option<modelobs_adapters::StoredObject>, StoreError> {
-    deps.store.get(key).await
-}
-
-async fn put<S: ObjectStore, Q, F>(
-    deps: &Deps<S, Q, F>,
-    key: &str,
-    body: Bytes,
-    condition: PutCondition,
-) -> Result<PutOutcome, StoreError> {
-    deps.store
-        .put(key, body, "application/json", condition)
-        .await
-}
-
 async fn store_and_queue<S: ObjectStore, Q: Queue, F: LabelFetcher>(
     deps: &Deps<S, Q, F>,
     topic: &str,
     event: LabelEvent,
 ) -> Result<(StatusCode, serde_json::Value), WebhookError> {
-    let id = event.capture_id;
-    let capture_key = keys::capture_record_of(id).ok_or_else(|| {
-        WebhookError::BadRequest(format!("dataRow.globalKey {id} is not a capture id"))
-    })?;
-    // A label for a capture we never made cannot be evaluated, and retrying
-    // won't change that: 400 so the sender's delivery log shows it.
-    if get(deps, &capture_key).await?.is_none() {
-        return Err(WebhookError::BadRequest(format!("no capture {id}")));
-    }
-
-    let event = match (event.topic, &event.objects) {
-        (Topic::LabelCreated | Topic::LabelUpdated, None) => {
-            let label = LabelRef {
-                project_id: event.project_id.clone(),
-                global_key: id.to_string(),
-                label_id: event.label_id.clone(),
-            };
-            match deps.fetcher.fetch(&label).await? {
-                // The source's time when later: the version of what was read.
-                Some(fetched) => LabelEvent {
-                    updated_at: fetched
-                        .updated_at
-                        .map_or(event.updated_at, |t| t.max(event.updated_at)),
-                    objects: Some(fetched.objects),
-                    ..event
-                },
-                None => {
-                    tracing::warn!(%id, label_id = %event.label_id, project_id = ?event.project_id,
-                        "label not found at its source; nothing stored");
-                    return Ok((
-                        StatusCode::ACCEPTED,
-                        json!({"status": "ignored", "topic": topic, "id": id,
-                            "label_id": event.label_id, "why": "label not found at its source"}),
-                    ));
-                }
-            }
-        }
-        _ => event,
+    let recorder = Recorder {
+        store: &deps.store,
+        queue: &deps.queue,
+        fetcher: &deps.fetcher,
+        class_map: &deps.class_map,
+        source: &deps.source,
     };
-
-    let label_key = keys::label(id);
-    let current = get(deps, &label_key).await?;
-    let current_gt: Option<GroundTruth> = current
-        .as_ref()
-        .map(|o| records::from_json(&o.body))
-        .transpose()
-        .map_err(|e| WebhookError::Store(StoreError::Permanent(format!("{label_key}: {e}"))))?;
-
-    let truth = match (event.topic, &event.objects) {
-        (Topic::LabelDeleted, _) => GroundTruth {
-            id,
-            source: deps.source.clone(),
-            label_id: event.label_id.clone(),
-            updated_at: event.updated_at,
-            deleted: true,
-            objects: Vec::new(),
-            unmapped_objects: Vec::new(),
-            review_score: None,
-        },
-        (_, Some(objects)) => {
-            let (objects, unmapped) = deps.class_map.map(objects);
-            GroundTruth {
-                id,
-                source: deps.source.clone(),
-                label_id: event.label_id.clone(),
-                updated_at: event.updated_at,
-                deleted: false,
-                objects,
-                unmapped_objects: unmapped,
-                review_score: event.review_score,
-            }
-        }
-        // A review without the label: the score amends the label we have.
-        (Topic::ReviewCreated, None) => match &current_gt {
-            Some(gt) => GroundTruth {
-                updated_at: event.updated_at,
-                review_score: event.review_score,
-                ..gt.clone()
-            },
-            None => {
-                return Ok((
-                    StatusCode::ACCEPTED,
-                    json!({"status": "ignored", "topic": topic, "why": "review of a label we don't have"}),
-                ));
-            }
-        },
-        // Created and updated labels without objects were fetched above.
-        (Topic::LabelCreated | Topic::LabelUpdated, None) => {
-            return Err(FetchError::NotConfigured.into());
-        }
+    let recorded = label::record(&recorder, topic, event).await?;
+    let status = if recorded.stored {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
     };
-    let version = truth.version();
-    let json_body = Bytes::from(records::to_json(&truth));
-    put(
-        deps,
-        &keys::label_history(id, version),
-        json_body.clone(),
-        PutCondition::IfAbsent,
-    )
-    .await?;
+    Ok((status, recorded.detail))
+}
 
-    match (&current, &current_gt) {
-        (Some(_), Some(gt)) if gt.version() > version => {
-            return Ok((
-                StatusCode::OK,
-                json!({"status": "stale", "id": id, "label_version": version, "current_version": gt.version()}),
-            ));
-        }
-        (Some(_), Some(gt)) if gt.version() == version => {} // a replay: already current
-        (existing, _) => {
-            let condition = match existing {
-                Some(o) => PutCondition::IfMatch(o.etag.clone()),
-                None => PutCondition::IfAbsent,
-            };
-            if put(deps, &label_key, json_body, condition).await? == PutOutcome::ConditionFailed {
-                return Err(WebhookError::Store(StoreError::Transient(format!(
-                    "{label_key} changed while we wrote it; retry"
-                ))));
-            }
+impl From<RecordError> for WebhookError {
+    fn from(e: RecordError) -> Self {
+        match e {
+            RecordError::BadRequest(why) => Self::BadRequest(why),
+            RecordError::Store(e) => Self::Store(e),
+            RecordError::Queue(why) => Self::Queue(why),
+            RecordError::Fetch(e) => Self::Fetch(e),
         }
     }
-
-    let marker = keys::label_notified(id, version);
-    let queued_before = get(deps, &marker).await?.is_some();
-    if !queued_before {
-        let message = json!({"id": id, "label_version": version}).to_string();
-        deps.queue
-            .send(message)
-            .await
-            .map_err(|e| WebhookError::Queue(e.to_string()))?;
-        put(
-            deps,
-            &marker,
-            Bytes::from_static(b"{}"),
-            PutCondition::IfAbsent,
-        )
-        .await?;
-    }
-    Ok((
-        StatusCode::OK,
-        json!({
-            "status": if queued_before { "unchanged" } else { "accepted" },
-            "id": id,
-            "label_version": version,
-            "deleted": truth.deleted,
-            "objects": truth.objects.len(),
-            "unmapped_objects": truth.unmapped_objects,
-        }),
-    ))
 }
 
 /// For callers that need the time a label event counts as (tests, labelers).

@@ -1,6 +1,7 @@
-//! The webhook function: signed label events become ground truth in S3 and a
-//! message on the metrics queue. Signatures and payloads are Labelbox's
+//! The webhook function: its configuration and its HTTP edge (verify the
+//! signature, parse the event, answer). Recording the label is
+//! `modelobs_pipeline::label`; signatures and payloads are Labelbox's
 //! (`modelobs_labelbox::webhook`).
 
+pub mod config;
 pub mod handler;
-pub mod source;

@@ -1,33 +1,23 @@
 //! Wiring only: logs, config, clients, then the runtime.
 
-use anyhow::Context;
 use lambda_http::{Error, service_fn};
 use modelobs_adapters::queue::SqsQueue;
 use modelobs_adapters::s3::S3Store;
-use modelobs_adapters::secrets::resolve_secret;
 use modelobs_adapters::{RetryPolicy, Retrying};
-use modelobs_labelbox::webhook::payload::ClassMap;
 use modelobs_labelbox::{LabelboxClient, Polling};
+use modelobs_pipeline::label_source::LabelboxFetcher;
+use modelobs_webhook::config::Config;
 use modelobs_webhook::handler::{self, Deps};
-use modelobs_webhook::source::LabelboxFetcher;
-
-fn var(name: &str) -> anyhow::Result<String> {
-    std::env::var(name).with_context(|| format!("{name} is not set"))
-}
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     modelobs_adapters::init_tracing();
-    // WEBHOOK_SECRET locally; in AWS, WEBHOOK_SECRET_ARN read once from Secrets Manager.
-    let secret = resolve_secret("WEBHOOK_SECRET").await?;
-    // LABEL_SOURCE=labelbox: events without the label JSON are fetched from
-    // Labelbox, with LABELBOX_API_KEY (or LABELBOX_API_KEY_SECRET_ARN).
-    let source = std::env::var("LABEL_SOURCE").unwrap_or_else(|_| "labelbox".into());
-    let fetcher = match source.as_str() {
-        "labelbox" => Some(LabelboxFetcher {
+    let config = Config::from_env().await?;
+    let fetcher = match config.labelbox {
+        Some(lb) => Some(LabelboxFetcher {
             // The function has 15 s: short retries, and an export still running
             // after 8 s is a 503, so Labelbox delivers the event again.
-            client: LabelboxClient::new(resolve_secret("LABELBOX_API_KEY").await?)?
+            client: LabelboxClient::new(lb.api_key)?
                 .with_retry(RetryPolicy {
                     attempts: 3,
                     first_delay: std::time::Duration::from_millis(300),
@@ -39,35 +29,24 @@ async fn main() -> Result<(), Error> {
                     interval: std::time::Duration::from_millis(700),
                     timeout: std::time::Duration::from_secs(8),
                 }),
-            default_project_id: std::env::var("LABELBOX_PROJECT_ID")
-                .ok()
-                .filter(|p| !p.is_empty()),
+            default_project_id: lb.default_project_id,
         }),
-        _ => None,
-    };
-    let class_map = match std::env::var("CLASS_MAP") {
-        Ok(doc) if !doc.trim().is_empty() => ClassMap(
-            serde_json::from_str(&doc).context("CLASS_MAP must be a JSON object of names")?,
-        ),
-        _ => ClassMap::default(),
+        None => None,
     };
     let deps = Deps {
         store: Retrying::new(
-            S3Store::new(S3Store::client_from_env().await, var("DATA_BUCKET")?),
+            S3Store::new(S3Store::client_from_env().await, config.bucket),
             RetryPolicy::default(),
         ),
         queue: Retrying::new(
-            SqsQueue::new(SqsQueue::client_from_env().await, var("METRICS_QUEUE_URL")?),
+            SqsQueue::new(SqsQueue::client_from_env().await, config.metrics_queue_url),
             RetryPolicy::default(),
         ),
         fetcher,
-        secret: secret.into_bytes(),
-        max_body_bytes: match std::env::var("MAX_BODY_BYTES") {
-            Ok(v) => v.parse().context("MAX_BODY_BYTES")?,
-            Err(_) => 1024 * 1024,
-        },
-        class_map,
-        source,
+        secret: config.secret.into_bytes(),
+        max_body_bytes: config.max_body_bytes,
+        class_map: config.class_map,
+        source: config.source,
     };
     let app = handler::app(std::sync::Arc::new(deps));
     lambda_http::run(service_fn(move |req| {

@@ -15,9 +15,9 @@ use modelobs_core::keys;
 use modelobs_core::records::{self, CaptureRecord, GroundTruth};
 use modelobs_labelbox::webhook::payload::ClassMap;
 use modelobs_labelbox::{LabelboxClient, Polling};
+use modelobs_pipeline::label_source::{FetchError, LabelFetcher, LabelRef, LabelboxFetcher};
 use modelobs_testkit::fake_labelbox::{FakeLabelbox, Scripted};
 use modelobs_webhook::handler::{Deps, handle};
-use modelobs_webhook::source::{FetchError, LabelFetcher, LabelRef, LabelboxFetcher};
 use serde_json::{Value, json};
 
 const SECRET: &[u8] = b"test-webhook-secret";

@@ -15,8 +15,8 @@ use modelobs_core::keys;
 use modelobs_core::records::{self, CaptureRecord, GroundTruth};
 use modelobs_labelbox::webhook::payload::ClassMap;
 use modelobs_labelbox::webhook::payload::LabelledObject;
+use modelobs_pipeline::label_source::{FetchError, FetchedLabel, LabelRef, MemoryFetcher};
 use modelobs_webhook::handler::{Deps, handle};
-use modelobs_webhook::source::{FetchError, FetchedLabel, LabelRef, MemoryFetcher};
 use serde_json::Value;
 
 /// Fetching from Labelbox not configured (LABEL_SOURCE=local).
@@ -56,7 +56,7 @@ async fn deps() -> TestDeps {
     })
 }
 
-async fn call<F: modelobs_webhook::source::LabelFetcher + Send + Sync + 'static>(
+async fn call<F: modelobs_pipeline::label_source::LabelFetcher + Send + Sync + 'static>(
     d: &Arc<Deps<Retrying<MemoryStore>, MemoryQueue, F>>,
     req: Request,
 ) -> (u16, Value) {

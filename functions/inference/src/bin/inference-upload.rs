@@ -9,7 +9,7 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 use modelobs_adapters::s3::S3Store;
 use modelobs_adapters::{RetryPolicy, Retrying};
 use modelobs_inference::config::Config;
-use modelobs_inference::upload::{self, UploadDeps};
+use modelobs_pipeline::ingest::{self, UploadDeps};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -24,7 +24,7 @@ async fn main() -> Result<(), Error> {
     };
     let deps = &deps;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<S3Event>| async move {
-        upload::handle(event.payload, deps)
+        ingest::handle(event.payload, deps)
             .await
             .map(|_| ())
             .map_err(Error::from)
