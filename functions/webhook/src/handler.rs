@@ -21,8 +21,8 @@ use axum::routing::post;
 use chrono::{DateTime, Utc};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
+use modelobs_adapters::ObjectStore;
 use modelobs_adapters::queue::Queue;
-use modelobs_adapters::{ObjectStore, StoreError};
 use modelobs_http::{LambdaApp, Paths, lambda_request, method_not_allowed};
 use serde_json::json;
 use thiserror::Error;
@@ -52,14 +52,9 @@ enum WebhookError {
     Unauthorized(#[from] SignatureErrorWrap),
     #[error(transparent)]
     Payload(#[from] PayloadError),
-    #[error("{0}")]
-    BadRequest(String),
-    #[error("storage unavailable: {0}")]
-    Store(#[from] StoreError),
-    #[error("metrics queue unavailable: {0}")]
-    Queue(String),
+    /// What recording the verified label ran into (`modelobs_pipeline::label`).
     #[error(transparent)]
-    Fetch(#[from] FetchError),
+    Record(#[from] RecordError),
 }
 
 #[derive(Debug, Error)]
@@ -71,9 +66,11 @@ impl WebhookError {
         match self {
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::Payload(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Store(_) | Self::Queue(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Fetch(e) => match e {
+            Self::Payload(_) | Self::Record(RecordError::BadRequest(_)) => StatusCode::BAD_REQUEST,
+            Self::Record(RecordError::Store(_) | RecordError::Queue(_)) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::Record(RecordError::Fetch(e)) => match e {
                 FetchError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
                 FetchError::Refused(_) => StatusCode::BAD_GATEWAY,
                 FetchError::NoProject | FetchError::NotConfigured => StatusCode::BAD_REQUEST,
@@ -85,9 +82,9 @@ impl WebhookError {
         match self {
             Self::TooLarge { .. } => "payload_too_large",
             Self::Unauthorized(_) => "unauthorized",
-            Self::Payload(_) | Self::BadRequest(_) => "bad_request",
-            Self::Store(_) | Self::Queue(_) => "unavailable",
-            Self::Fetch(e) => match e {
+            Self::Payload(_) | Self::Record(RecordError::BadRequest(_)) => "bad_request",
+            Self::Record(RecordError::Store(_) | RecordError::Queue(_)) => "unavailable",
+            Self::Record(RecordError::Fetch(e)) => match e {
                 FetchError::Unavailable(_) => "unavailable",
                 FetchError::Refused(_) => "label_source_error",
                 FetchError::NoProject | FetchError::NotConfigured => "bad_request",
@@ -222,17 +219,6 @@ async fn store_and_queue<S: ObjectStore, Q: Queue, F: LabelFetcher>(
         StatusCode::ACCEPTED
     };
     Ok((status, recorded.detail))
-}
-
-impl From<RecordError> for WebhookError {
-    fn from(e: RecordError) -> Self {
-        match e {
-            RecordError::BadRequest(why) => Self::BadRequest(why),
-            RecordError::Store(e) => Self::Store(e),
-            RecordError::Queue(why) => Self::Queue(why),
-            RecordError::Fetch(e) => Self::Fetch(e),
-        }
-    }
 }
 
 /// For callers that need the time a label event counts as (tests, labelers).
