@@ -32,6 +32,8 @@ pub fn to_coco(labelled: &[(CaptureRecord, GroundTruth)]) -> (CocoDataset, Vec<C
             width: Some(capture.image.width),
             height: Some(capture.image.height),
             file_name: Some(capture.image.key.clone()),
+            split: None,
+            source: None,
         });
         for o in &truth.objects {
             if let Some(category_id) = category(o.class_id) {

@@ -56,6 +56,8 @@ fn ap50(detector: &OnnxDetector, ds: &Dataset, schedule: &DriftSchedule, day: u3
                 width: None,
                 height: None,
                 file_name: Some(sample.file.clone()),
+                split: None,
+                source: None,
             });
             for (class, b) in boxes {
                 gt.annotations.push(CocoAnnotation {

@@ -55,6 +55,8 @@ pub fn random_set(seed: u64) -> (CocoDataset, Vec<CocoResult>) {
             width: Some(640),
             height: Some(480),
             file_name: None,
+            split: None,
+            source: None,
         });
         for _ in 0..rng.below(8) {
             // Category 25 never has ground truth.
