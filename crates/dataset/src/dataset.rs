@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use image::RgbImage;
 use modelobs_core::BBox;
 use modelobs_core::classes;
-use modelobs_core::eval::coco_format;
+use modelobs_core::eval::coco_format::{self, Split};
 
 use crate::error::DatasetError;
 
@@ -17,10 +17,15 @@ pub struct Sample {
     pub image: RgbImage,
     /// Every visible object: COCO-80 class name and box in pixels.
     pub boxes: Vec<(String, BBox)>,
+    /// The side of the split this photo is on (None: the file does not say).
+    pub split: Option<Split>,
+    /// What the photo was made from (itself, for a photo; see `CocoImage::source`).
+    pub source: Option<String>,
 }
 
 #[derive(Debug, Clone)]
 pub struct Dataset {
+    /// Where `annotations.json` is (the first one's, for [`Dataset::concat`]).
     pub dir: PathBuf,
     /// In the order of `annotations.json`'s `images`.
     pub samples: Vec<Sample>,
@@ -84,7 +89,13 @@ impl Dataset {
                 }
                 boxes.push((class.name.to_string(), b));
             }
-            samples.push(Sample { file, image, boxes });
+            samples.push(Sample {
+                source: img.source.clone(),
+                split: img.split,
+                file,
+                image,
+                boxes,
+            });
         }
         if let Some(a) = coco
             .annotations
@@ -112,5 +123,35 @@ impl Dataset {
 
     pub fn get(&self, file: &str) -> Option<&Sample> {
         self.samples.iter().find(|s| s.file == file)
+    }
+
+    /// Only the samples on one side of the split (an error if none is).
+    pub fn split(self, split: Split) -> Result<Self, DatasetError> {
+        let samples: Vec<Sample> = self
+            .samples
+            .into_iter()
+            .filter(|s| s.split == Some(split))
+            .collect();
+        if samples.is_empty() {
+            return Err(DatasetError::Annotations {
+                path: self.dir.join("annotations.json"),
+                problem: format!("no image is on the {split} split"),
+            });
+        }
+        Ok(Self {
+            dir: self.dir,
+            samples,
+        })
+    }
+
+    /// Several datasets as one (`modelobs simulate` draws from photos and
+    /// composites alike). File names stay relative to their own directory.
+    pub fn concat(sets: Vec<Dataset>) -> Option<Self> {
+        let mut sets = sets.into_iter();
+        let mut first = sets.next()?;
+        for more in sets {
+            first.samples.extend(more.samples);
+        }
+        Some(first)
     }
 }

@@ -207,6 +207,8 @@ fn the_same_seed_gives_the_same_bytes() {
         file: "scene.png".into(),
         image,
         boxes,
+        split: None,
+        source: None,
     };
     let chain = parse_chain("flip,scale=0.8,bright=0.7,blur=1,noise=12").unwrap();
     let (a, ba) = apply(&sample, &chain, 9).unwrap();
@@ -231,6 +233,8 @@ fn a_chain_ending_in_jpeg_returns_that_encoding() {
         file: "scene.png".into(),
         image: noisy,
         boxes,
+        split: None,
+        source: None,
     };
     let (q10, _) = apply(&sample, &[Transform::Jpeg(10)], 0).unwrap();
     let (q95, _) = apply(&sample, &[Transform::Jpeg(95)], 0).unwrap();
