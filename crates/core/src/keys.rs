@@ -84,6 +84,19 @@ pub fn label(id: CaptureId) -> String {
     format!("{LABELS}{id}.json")
 }
 
+/// The capture whose current label is at `key` (`labels/<id>.json`); keys
+/// under `labels/history/` and anything else are not current labels.
+pub fn parse_label(key: &str) -> Result<CaptureId, CoreError> {
+    key.strip_prefix(LABELS)
+        .filter(|rest| !rest.contains('/'))
+        .and_then(|rest| rest.strip_suffix(".json"))
+        .and_then(|id| CaptureId::parse(id).ok())
+        .ok_or_else(|| CoreError::InvalidKey {
+            key: key.to_string(),
+            why: "not labels/<capture id>.json".into(),
+        })
+}
+
 /// `labels/history/<id>/<version>.json`: every version ever received.
 pub fn label_history(id: CaptureId, version: i64) -> String {
     format!("{LABEL_HISTORY}{id}/{version}.json")
@@ -337,6 +350,16 @@ mod tests {
             label_history(id, 17),
             format!("labels/history/{id}/17.json")
         );
+        assert_eq!(parse_label(&label(id)).unwrap(), id);
+        for other in [
+            label_history(id, 17),
+            label_notified(id, 17),
+            format!("labels/{id}.txt"),
+            "labels/not-an-id.json".into(),
+            format!("samples/{id}.json"),
+        ] {
+            assert!(parse_label(&other).is_err(), "{other}");
+        }
     }
 
     #[test]
