@@ -25,7 +25,7 @@ export ORT_DYLIB_PATH ?= $(ORT_LIB)
 export MODELOBS_TEST_PHOTOS ?= /usr/share/darknet/data
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build bins release dev test fmt-check clippy unit crosscheck bench-eval bench-rollup demo clean ort photos layer bench-inference test-localstack lint-template test-local-resources test-browser chromium
+.PHONY: all build bins release dev test composites datasets fmt-check clippy unit crosscheck bench-eval bench-rollup demo clean ort photos layer bench-inference test-localstack lint-template test-local-resources test-browser chromium
 
 all: build
 
@@ -56,7 +56,7 @@ clippy:
 ## unit: every test of the workspace, in one run inside a fresh LocalStack. Tests that need
 ## ONNX Runtime, LocalStack or cargo-lambda are #[ignore = "needs ..."]: a plain `cargo test`
 ## lists them as ignored, and here --include-ignored runs them, failing if anything is missing.
-unit: ort photos
+unit: ort photos composites
 	$(CARGO) test --workspace --no-run
 	CARGO_LAMBDA="$$(bash scripts/cargo-lambda.sh)/cargo-lambda" \
 	  localstack/with-stack $(CARGO) test --workspace --no-fail-fast -- --include-ignored
@@ -64,6 +64,15 @@ unit: ort photos
 ## ort: the ONNX Runtime library (.cache/ort/), from the pinned PyPI wheel.
 ort:
 	@bash scripts/ort.sh >/dev/null
+
+## composites: the exact-box composites' images (datasets/composites/*.jpg, seconds) from their
+## committed recipe and annotations; fails if the annotations are not what the recipe makes.
+composites: bins
+	$(MODELOBS) dataset composite
+
+## datasets: re-create datasets/ from the Debian packages (~300 MB download) and check the sha256s.
+datasets:
+	bash datasets/sources/fetch.sh
 
 ## photos: the darknet test photos (horses, giraffe, dog, ...).
 photos:
@@ -86,7 +95,7 @@ test-localstack: ort photos
 
 ## dev: the local stack to work with by hand: LocalStack, the functions under cargo lambda
 ## watch, the event router and the rollup schedule (`modelobs dev`); Ctrl-C stops it all.
-dev: bins ort
+dev: bins ort composites
 	CARGO_LAMBDA="$$(bash scripts/cargo-lambda.sh)/cargo-lambda" localstack/with-stack $(MODELOBS) dev
 
 ## test-browser: the review page of `modelobs label --serve` in headless Chromium (Debian's package,
@@ -130,7 +139,7 @@ bench-inference: release ort photos
 ## demo: the whole loop (scripts/demo.sh): LocalStack, the functions and the event router,
 ## ~10 days of drifting traffic, the oracle labeling the samples, rollups, report.html,
 ## and a check that quality falls where the drift starts. KEEP=1 leaves the stack up.
-demo: bins ort photos
+demo: bins ort photos composites
 	MODELOBS=$(MODELOBS) bash scripts/demo.sh
 
 clean:

@@ -1,5 +1,6 @@
 //! `modelobs`: the command line of model-observability.
 
+mod dataset;
 mod dev;
 mod eval;
 mod label;
@@ -36,6 +37,8 @@ enum Command {
     Labelbox(labelbox::LabelboxArgs),
     /// The local stack's functions (cargo lambda watch) and the event router feeding them.
     Dev(dev::DevArgs),
+    /// Training data: composites, exports from the bucket, Labelbox imports.
+    Dataset(dataset::DatasetArgs),
     /// Send days of dated, drifting traffic to the inference URL.
     Simulate(simulate::SimulateArgs),
     /// Answer the local labeling queue through the signed webhook.
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         Command::Predict(args) => predict::run(&args),
         Command::Labelbox(args) => labelbox::run(&args),
         Command::Dev(args) => dev::run(&args).map_err(CliError::from),
+        Command::Dataset(args) => dataset::run(&args).map_err(CliError::from),
         Command::Simulate(args) => simulate::run(&args).map_err(CliError::from),
         Command::Label(args) => label::run(&args).map_err(CliError::from),
         Command::Metrics(args) => windows::run(&args),

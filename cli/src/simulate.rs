@@ -13,6 +13,7 @@ use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use clap::Args;
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
+use modelobs_core::eval::coco_format::Split;
 use modelobs_core::records::CaptureId;
 use modelobs_dataset::{Dataset, DriftSchedule, Pick, apply, format_chain};
 use serde::Deserialize;
@@ -40,9 +41,13 @@ pub struct SimulateArgs {
         default_value = "http://127.0.0.1:9000/lambda-url/inference/predict"
     )]
     pub target: String,
-    /// The labelled photos (annotations.json and images).
-    #[arg(long, default_value = "datasets/animals")]
-    pub dataset: PathBuf,
+    /// Labelled datasets to draw from (each a directory with annotations.json and
+    /// its images); repeat for several. Default: the photos and their composites.
+    #[arg(long = "dataset", default_values = ["datasets/animals", "datasets/composites"])]
+    pub datasets: Vec<PathBuf>,
+    /// Only images on this side of the datasets' split (train, validation, test).
+    #[arg(long)]
+    pub split: Option<Split>,
     /// First simulated day (UTC); default: so that the last day is yesterday.
     #[arg(long)]
     pub start: Option<NaiveDate>,
@@ -64,6 +69,24 @@ struct Planned {
     day: u32,
     at: DateTime<Utc>,
     pick: Pick,
+}
+
+/// Every dataset, cut to one split if asked, as one list of samples.
+fn load_datasets(dirs: &[PathBuf], split: Option<Split>) -> Result<Dataset> {
+    let mut sets = Vec::with_capacity(dirs.len());
+    for dir in dirs {
+        let mut ds = Dataset::load(dir).with_context(|| {
+            format!(
+                "loading the dataset {} (composites are made by `modelobs dataset composite`)",
+                dir.display()
+            )
+        })?;
+        if let Some(split) = split {
+            ds = ds.split(split)?;
+        }
+        sets.push(ds);
+    }
+    Dataset::concat(sets).context("no --dataset given")
 }
 
 /// When each of the day's `rate` requests is captured: evenly spread, mid-slot.
@@ -101,8 +124,7 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
     if total > MAX_REQUESTS {
         bail!("{total} requests is more than the simulator sends in one run ({MAX_REQUESTS})");
     }
-    let dataset = Dataset::load(&args.dataset)
-        .with_context(|| format!("loading the dataset {}", args.dataset.display()))?;
+    let dataset = load_datasets(&args.datasets, args.split)?;
     let start = args
         .start
         .unwrap_or_else(|| Utc::now().date_naive() - chrono::Duration::days(i64::from(days)));

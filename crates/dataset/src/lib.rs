@@ -5,14 +5,18 @@
 //!   crop, scale, rotate 90°, pad) and photometric ones that keep them
 //!   (brightness, contrast, blur, noise, JPEG quality), written as a compact
 //!   spec (`flip,scale=0.5,bright=0.6,blur=2,jpeg=40`); [`apply`] runs a chain.
+//! - [`generate`]: exact-box composites of cut-outs on background photos,
+//!   split by source, drawn from a seeded [`Recipe`].
 //! - [`DriftSchedule`]: which conditions hold on which simulated day
 //!   (`clean:5,dark:3,blur+small:2`), drawn with seeded randomness.
 
+mod composite;
 mod dataset;
 mod drift;
 mod error;
 mod transform;
 
+pub use composite::{CompositeSet, Inputs, Recipe, generate};
 pub use dataset::{Dataset, Sample};
 pub use drift::{Condition, DriftSchedule, Phase, Pick, Picker};
 pub use error::DatasetError;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use modelobs_core::classes;
 use modelobs_core::eval::coco_format::{
-    self, CocoAnnotation, CocoCategory, CocoDataset, CocoImage, CocoResult,
+    self, CocoAnnotation, CocoCategory, CocoDataset, CocoImage, CocoResult, Split,
 };
 use modelobs_dataset::{Dataset, DriftSchedule, apply};
 use modelobs_detector::{Detector, DetectorConfig, OnnxDetector};
@@ -20,7 +20,7 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// Draws per photo and condition: 6 photos x 4 = 24 images, 44 animals.
+/// Draws per photo and condition (30 photos, 63 animals).
 /// A debug build (`make unit`) runs the model ~10x slower, so it checks the
 /// demo's three phases on half the draws; `--release` prints every condition.
 const DRAWS: u64 = if cfg!(debug_assertions) { 2 } else { 4 };
@@ -31,7 +31,13 @@ const CONDITIONS: &str = if cfg!(debug_assertions) {
 };
 
 /// AP50 of the detector on `DRAWS` draws of each photo on day `day`.
-fn ap50(detector: &OnnxDetector, ds: &Dataset, schedule: &DriftSchedule, day: u32) -> f64 {
+fn ap50(
+    detector: &OnnxDetector,
+    ds: &Dataset,
+    schedule: &DriftSchedule,
+    day: u32,
+    draws: u64,
+) -> f64 {
     let mut gt = CocoDataset {
         images: Vec::new(),
         annotations: Vec::new(),
@@ -47,8 +53,8 @@ fn ap50(detector: &OnnxDetector, ds: &Dataset, schedule: &DriftSchedule, day: u3
     // The same draws for every condition: phases differ only in kind, not in luck.
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2026);
     for (i, sample) in ds.samples.iter().enumerate() {
-        for draw in 0..DRAWS {
-            let image_id = (i as u64) * DRAWS + draw + 1;
+        for draw in 0..draws {
+            let image_id = (i as u64) * draws + draw + 1;
             let chain = schedule.conditions_for_day(day, &mut rng);
             let (jpeg, boxes) = apply(sample, &chain, image_id).unwrap();
             gt.images.push(CocoImage {
@@ -83,6 +89,26 @@ fn ap50(detector: &OnnxDetector, ds: &Dataset, schedule: &DriftSchedule, day: u3
     eval.summary(&gt.categories).ap50
 }
 
+/// AP50 per condition of the schedule, one line each on stderr.
+fn table(
+    detector: &OnnxDetector,
+    ds: &Dataset,
+    schedule: &DriftSchedule,
+    draws: u64,
+    name: &str,
+) -> Vec<f64> {
+    let mut table = Vec::new();
+    for (day, phase) in schedule.phases().iter().enumerate() {
+        let ap = ap50(detector, ds, schedule, day as u32, draws);
+        eprintln!(
+            "{name:<22} {:<16} AP50 {ap:.3}",
+            phase.to_string().trim_end_matches(":1")
+        );
+        table.push(ap);
+    }
+    table
+}
+
 #[test]
 #[ignore = "needs ONNX Runtime (ORT_DYLIB_PATH): make test runs it"]
 fn quality_falls_when_the_pictures_drift() {
@@ -92,17 +118,9 @@ fn quality_falls_when_the_pictures_drift() {
         OnnxDetector::load(&DetectorConfig::new(model)).unwrap_or_else(|e| panic!("{e}"));
     let ds = Dataset::load(repo().join("datasets/animals")).unwrap();
     let schedule = DriftSchedule::parse(CONDITIONS).unwrap();
-    let mut table = Vec::new();
-    for (day, phase) in schedule.phases().iter().enumerate() {
-        let ap = ap50(&detector, &ds, &schedule, day as u32);
-        eprintln!(
-            "{:<16} AP50 {ap:.3}",
-            phase.to_string().trim_end_matches(":1")
-        );
-        table.push(ap);
-    }
+    let table = table(&detector, &ds, &schedule, DRAWS, "photos");
     let clean = table[0];
-    assert!(clean >= 0.8, "clean photos: AP50 {clean:.3}");
+    assert!(clean >= 0.7, "clean photos: AP50 {clean:.3}");
     // Each condition alone or in pairs hurts by a visible margin but leaves
     // something to see; stacking three (dark+blur+small) is printed only: it
     // leaves nothing.
@@ -121,4 +139,32 @@ fn quality_falls_when_the_pictures_drift() {
         blur_small < dark - 0.1,
         "blur+small {blur_small:.3} vs dark {dark:.3}"
     );
+}
+
+/// The same story on the test split of photos and composites (what a
+/// retrained model is judged on): printed for datasets/README.md, and each
+/// of the demo's phases must score lower than the one before there too.
+#[test]
+#[ignore = "needs ONNX Runtime (ORT_DYLIB_PATH) and the composites' images (make composites): make test runs it"]
+fn the_test_split_drifts_too() {
+    modelobs_testkit::require_ort();
+    let model = repo().join("models/nanodet/model.json");
+    let detector =
+        OnnxDetector::load(&DetectorConfig::new(model)).unwrap_or_else(|e| panic!("{e}"));
+    let schedule = DriftSchedule::parse(CONDITIONS).unwrap();
+    let photos = Dataset::load(repo().join("datasets/animals"))
+        .unwrap()
+        .split(Split::Test)
+        .unwrap();
+    let composites = Dataset::load(repo().join("datasets/composites"))
+        .unwrap_or_else(|e| panic!("{e} (make composites writes the images)"))
+        .split(Split::Test)
+        .unwrap();
+    for (name, ds, draws) in [
+        ("photos, test split", photos, DRAWS),
+        ("composites, test split", composites, 1),
+    ] {
+        let t = table(&detector, &ds, &schedule, draws, name);
+        assert!(t[1] < t[0] && t[2] < t[1], "{name}: {t:?}");
+    }
 }
