@@ -7,6 +7,7 @@
 //! has, and `exportFileFromOffset` hands out signed URLs of consecutive chunks
 //! of an NDJSON file, one data row a line.
 
+use chrono::{DateTime, Utc};
 use modelobs_core::boxes::LabelboxBox;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -23,6 +24,18 @@ pub struct ExportedLabel {
     pub updated_at: Option<String>,
     /// The bounding boxes; other kinds of objects are left out.
     pub objects: Vec<ExportedBox>,
+    /// How many objects were of other kinds (polygons, points, masks, ...).
+    pub other_objects: usize,
+}
+
+impl ExportedLabel {
+    /// `updated_at` as a time; `None` when absent or unreadable.
+    pub fn updated_at(&self) -> Option<DateTime<Utc>> {
+        self.updated_at
+            .as_deref()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -30,6 +43,37 @@ pub struct ExportedBox {
     /// The ontology tool's name (`name`, else `value`).
     pub name: String,
     pub bbox: LabelboxBox,
+}
+
+/// One line of a project export (export v2, NDJSON): a data row and its
+/// labels, per project. The shape is the SDK's documented one
+/// (https://docs.labelbox.com/reference/export-quick-reference).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportedRow {
+    /// `data_row.id`
+    pub data_row_id: String,
+    /// `data_row.global_key`: our capture id, for rows the sampler made.
+    pub global_key: Option<String>,
+    pub external_id: Option<String>,
+    /// `data_row.row_data`: usually the image's URL.
+    pub row_data: Option<String>,
+    /// `media_attributes.width` / `height`.
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    /// `(project id, label)` for every label of every project in the row.
+    pub labels: Vec<(String, ExportedLabel)>,
+}
+
+impl ExportedRow {
+    /// The newest label (by `updated_at`; unreadable times count as oldest),
+    /// of `project_id` when given, else of any project.
+    pub fn newest_label(&self, project_id: Option<&str>) -> Option<(&str, &ExportedLabel)> {
+        self.labels
+            .iter()
+            .filter(|(p, _)| project_id.is_none_or(|want| p == want))
+            .max_by_key(|(_, l)| l.updated_at())
+            .map(|(p, l)| (p.as_str(), l))
+    }
 }
 
 /// A UInt64 the API may send as a number or as a string.
@@ -49,6 +93,96 @@ struct ExportObject {
     value: Option<String>,
     #[serde(default)]
     bounding_box: Option<LabelboxBox>,
+}
+
+/// The non-empty lines of an NDJSON document as JSON values, numbered from 1.
+pub fn ndjson_values(text: &str) -> impl Iterator<Item = (usize, Result<Value, LabelboxError>)> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            (
+                i + 1,
+                serde_json::from_str(l)
+                    .map_err(|e| LabelboxError::Protocol(format!("export row is not JSON: {e}"))),
+            )
+        })
+}
+
+/// One label of an export row (`projects.<id>.labels[]`).
+pub fn parse_label(label: &Value) -> Result<ExportedLabel, LabelboxError> {
+    let label_id = label
+        .get("id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| LabelboxError::Protocol("a label without id".into()))?
+        .to_string();
+    let objects: Vec<ExportObject> = match label.pointer("/annotations/objects") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(list) => serde_json::from_value(list.clone()).map_err(|e| {
+            LabelboxError::Protocol(format!("label {label_id}: annotations.objects: {e}"))
+        })?,
+    };
+    let total = objects.len();
+    let objects: Vec<ExportedBox> = objects
+        .into_iter()
+        .filter_map(|o| {
+            Some(ExportedBox {
+                name: o.name.or(o.value)?,
+                bbox: o.bounding_box?,
+            })
+        })
+        .collect();
+    let details = label.get("label_details");
+    let updated_at = details
+        .and_then(|d| d.get("updated_at").or(d.get("created_at")))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    Ok(ExportedLabel {
+        label_id,
+        updated_at,
+        other_objects: total - objects.len(),
+        objects,
+    })
+}
+
+/// One export row: its data row, media attributes and every project's labels.
+pub fn parse_row(row: &Value) -> Result<ExportedRow, LabelboxError> {
+    let text = |pointer: &str| {
+        row.pointer(pointer)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let data_row_id = text("/data_row/id")
+        .ok_or_else(|| LabelboxError::Protocol("export row without data_row.id".into()))?;
+    let size = |pointer: &str| {
+        row.pointer(pointer)
+            .and_then(uint)
+            .and_then(|v| u32::try_from(v).ok())
+    };
+    let mut labels = Vec::new();
+    if let Some(projects) = row.get("projects").and_then(Value::as_object) {
+        for (project_id, project) in projects {
+            for label in project
+                .get("labels")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let label = parse_label(label)
+                    .map_err(|e| LabelboxError::Protocol(format!("data row {data_row_id}: {e}")))?;
+                labels.push((project_id.clone(), label));
+            }
+        }
+    }
+    Ok(ExportedRow {
+        global_key: text("/data_row/global_key"),
+        external_id: text("/data_row/external_id"),
+        row_data: text("/data_row/row_data"),
+        width: size("/media_attributes/width"),
+        height: size("/media_attributes/height"),
+        data_row_id,
+        labels,
+    })
 }
 
 impl LabelboxClient {
@@ -107,13 +241,8 @@ impl LabelboxClient {
             });
         }
         let content = self.export_result(&task.id).await?;
-        String::from_utf8_lossy(&content)
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| {
-                serde_json::from_str(l)
-                    .map_err(|e| LabelboxError::Protocol(format!("export row is not JSON: {e}")))
-            })
+        ndjson_values(&String::from_utf8_lossy(&content))
+            .map(|(_, row)| row)
             .collect()
     }
 
@@ -213,33 +342,6 @@ impl LabelboxClient {
             .filter_map(Value::as_array)
             .flatten()
             .find(|l| l.get("id").and_then(Value::as_str) == Some(label_id));
-        let Some(label) = label else {
-            return Ok(None);
-        };
-        let objects: Vec<ExportObject> = match label.pointer("/annotations/objects") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(list) => serde_json::from_value(list.clone()).map_err(|e| {
-                LabelboxError::Protocol(format!("label {label_id}: annotations.objects: {e}"))
-            })?,
-        };
-        let objects = objects
-            .into_iter()
-            .filter_map(|o| {
-                Some(ExportedBox {
-                    name: o.name.or(o.value)?,
-                    bbox: o.bounding_box?,
-                })
-            })
-            .collect();
-        let details = label.get("label_details");
-        let updated_at = details
-            .and_then(|d| d.get("updated_at").or(d.get("created_at")))
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        Ok(Some(ExportedLabel {
-            label_id: label_id.to_string(),
-            updated_at,
-            objects,
-        }))
+        label.map(parse_label).transpose()
     }
 }

@@ -19,7 +19,7 @@ pub mod webhook;
 pub use client::{DEFAULT_ENDPOINT, LabelboxClient, Polling};
 pub use data_rows::{DataRowRef, NewDataRow};
 pub use error::LabelboxError;
-pub use export::{ExportedBox, ExportedLabel};
+pub use export::{ExportedBox, ExportedLabel, ExportedRow};
 pub use labeling::{
     BatchOutcome, BatchSpec, BoxPrelabel, ImportOutcome, MalImport, prelabels_ndjson,
 };

@@ -93,14 +93,7 @@ impl LabelFetcher for LabelboxFetcher {
                 }
             })?;
         Ok(exported.map(|l| FetchedLabel {
-            objects: l
-                .objects
-                .into_iter()
-                .map(|o| LabelledObject {
-                    name: o.name,
-                    bbox: o.bbox,
-                })
-                .collect(),
+            objects: l.objects.into_iter().map(LabelledObject::from).collect(),
             updated_at: l.updated_at.as_deref().and_then(|t| {
                 DateTime::parse_from_rfc3339(t)
                     .map(|t| t.with_timezone(&Utc))

@@ -64,9 +64,9 @@ impl Config {
             _ => None,
         };
         let class_map = match var("CLASS_MAP") {
-            Some(doc) => ClassMap(
-                serde_json::from_str(&doc).context("CLASS_MAP must be a JSON object of names")?,
-            ),
+            Some(doc) => {
+                ClassMap::from_json(&doc).context("CLASS_MAP must be a JSON object of names")?
+            }
             None => ClassMap::default(),
         };
         Ok(Self {

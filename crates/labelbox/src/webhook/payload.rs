@@ -63,6 +63,16 @@ pub struct LabelledObject {
     pub bbox: LabelboxBox,
 }
 
+/// A box read back from an export is labelled like one in a payload.
+impl From<crate::export::ExportedBox> for LabelledObject {
+    fn from(b: crate::export::ExportedBox) -> Self {
+        Self {
+            name: b.name,
+            bbox: b.bbox,
+        }
+    }
+}
+
 fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
     path.iter().try_fold(v, |v, k| v.get(k))?.as_str()
 }
@@ -168,6 +178,11 @@ fn parse_objects(label: &Value) -> Result<Vec<LabelledObject>, PayloadError> {
 pub struct ClassMap(pub HashMap<String, String>);
 
 impl ClassMap {
+    /// `CLASS_MAP`'s form: a JSON object of tool name → COCO class name.
+    pub fn from_json(doc: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(doc).map(Self)
+    }
+
     /// Labelled objects as ground truth, and the names we could not map.
     pub fn map(&self, objects: &[LabelledObject]) -> (Vec<GroundTruthObject>, Vec<String>) {
         let mut mapped = Vec::new();
