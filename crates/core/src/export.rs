@@ -655,80 +655,30 @@ mod tests {
         // GIVEN a labelled capture of 2026-11-26T07:42:13.250Z, version human-models-3.0.4,
         // labelled in labelbox, sampled as uncertain
         let (c, t, d) = fixtures();
-        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        fn at(s: &str) -> Option<DateTime<Utc>> {
+            Some(s.parse().unwrap())
+        }
+        let with = |set: fn(&mut ExportFilter)| {
+            let mut f = ExportFilter::default();
+            set(&mut f);
+            f
+        };
         let all = ExportFilter::default();
         assert!(all.admits(&c, &t, Some(&d)) && all.admits(&c, &t, None));
         let cases = [
+            (with(|f| f.from = at("2026-11-26T07:42:13.250Z")), true),
+            (with(|f| f.from = at("2026-11-26T07:42:13.251Z")), false),
+            (with(|f| f.to = at("2026-11-26T07:42:13.251Z")), true),
+            (with(|f| f.to = at("2026-11-26T07:42:13.250Z")), false),
             (
-                ExportFilter {
-                    from: Some(at("2026-11-26T07:42:13.250Z")),
-                    ..all.clone()
-                },
+                with(|f| f.model_version = Some("human-models-3.0.4".into())),
                 true,
             ),
-            (
-                ExportFilter {
-                    from: Some(at("2026-11-26T07:42:13.251Z")),
-                    ..all.clone()
-                },
-                false,
-            ),
-            (
-                ExportFilter {
-                    to: Some(at("2026-11-26T07:42:13.251Z")),
-                    ..all.clone()
-                },
-                true,
-            ),
-            (
-                ExportFilter {
-                    to: Some(at("2026-11-26T07:42:13.250Z")),
-                    ..all.clone()
-                },
-                false,
-            ),
-            (
-                ExportFilter {
-                    model_version: Some("human-models-3.0.4".into()),
-                    ..all.clone()
-                },
-                true,
-            ),
-            (
-                ExportFilter {
-                    model_version: Some("3.0.5".into()),
-                    ..all.clone()
-                },
-                false,
-            ),
-            (
-                ExportFilter {
-                    label_source: Some("labelbox".into()),
-                    ..all.clone()
-                },
-                true,
-            ),
-            (
-                ExportFilter {
-                    label_source: Some("local".into()),
-                    ..all.clone()
-                },
-                false,
-            ),
-            (
-                ExportFilter {
-                    reason: Some(SampleReason::Uncertain),
-                    ..all.clone()
-                },
-                true,
-            ),
-            (
-                ExportFilter {
-                    reason: Some(SampleReason::Uniform),
-                    ..all.clone()
-                },
-                false,
-            ),
+            (with(|f| f.model_version = Some("3.0.5".into())), false),
+            (with(|f| f.label_source = Some("labelbox".into())), true),
+            (with(|f| f.label_source = Some("local".into())), false),
+            (with(|f| f.reason = Some(SampleReason::Uncertain)), true),
+            (with(|f| f.reason = Some(SampleReason::Uniform)), false),
         ];
         for (filter, want) in cases {
             // THEN each field decides alone, and the id's own time agrees on the range
@@ -741,10 +691,7 @@ mod tests {
             }
         }
         // AND a reason filter takes nothing without a sampling decision
-        let uncertain = ExportFilter {
-            reason: Some(SampleReason::Uncertain),
-            ..all
-        };
+        let uncertain = with(|f| f.reason = Some(SampleReason::Uncertain));
         assert!(!uncertain.admits(&c, &t, None));
     }
 
