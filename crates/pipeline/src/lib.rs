@@ -18,16 +18,23 @@
 //!   evaluations (the rollup function on a schedule; `modelobs rollup`).
 //! - [`sink`], [`emf`], [`observe`]: where evaluations and windows go.
 //! - [`threshold`]: the windows' operating point (`SCORE_THRESHOLD`).
+//! - [`dataset_export`]: labelled captures → a COCO training dataset on disk
+//!   (`modelobs dataset export`); [`labelbox_import`]: the same from a Labelbox
+//!   project export (`modelobs dataset import-labelbox`); both write the one
+//!   layout of [`dataset_layout`].
 //!
 //! Retries are not written here: the stores and queues handed in are
 //! wrapped once, in `main.rs`, by `modelobs_adapters::retrying`.
 
 pub mod capture;
+pub mod dataset_export;
+pub mod dataset_layout;
 pub mod emf;
 pub mod evaluate;
 pub mod ingest;
 pub mod label;
 pub mod label_source;
+pub mod labelbox_import;
 pub mod labeling;
 pub mod observe;
 pub mod rollup;

@@ -2,19 +2,20 @@
 //! alone, duplicates leave identical state, label updates re-evaluate,
 //! deletions remove the image, and the EMF it emits is valid EMF.
 
+mod support;
+
 use std::path::PathBuf;
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use bytes::Bytes;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use modelobs_adapters::memory::MemoryStore;
-use modelobs_adapters::{ObjectStore, PutCondition};
 use modelobs_adapters::{RetryPolicy, Retrying};
 use modelobs_core::keys;
 use modelobs_core::records::{self, CaptureRecord, GroundTruth, ImageEval};
 use modelobs_pipeline::evaluate::{Deps, handle};
 use modelobs_pipeline::sink::MemorySink;
 use serde_json::Value;
+use support::put;
 
 const CAPTURE: &[u8] = include_bytes!("../../../events/records/capture-record.json");
 const TRUTH: &[u8] = include_bytes!("../../../events/records/ground-truth.json");
@@ -28,18 +29,6 @@ fn event(name: &str) -> SqsEvent {
         .join("../../events/metrics")
         .join(name);
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-async fn put(store: &MemoryStore, key: &str, body: Vec<u8>) {
-    store
-        .put(
-            key,
-            Bytes::from(body),
-            "application/json",
-            PutCondition::Always,
-        )
-        .await
-        .unwrap();
 }
 
 async fn deps_with_label(truth: &GroundTruth) -> Deps<Retrying<MemoryStore>, MemorySink> {

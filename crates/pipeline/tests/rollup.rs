@@ -4,6 +4,8 @@
 //! their windows, one bad window does not stop the others, and Observe
 //! trouble is counted without failing anything.
 
+mod support;
+
 use std::sync::{Arc, Mutex};
 
 use aws_lambda_events::event::sqs::SqsEvent;
@@ -28,6 +30,7 @@ use modelobs_pipeline::rollup::{self, RollupDeps};
 use modelobs_pipeline::sink::{Fanout, MemorySink};
 use modelobs_testkit::fake_observe::FakeObserve;
 use serde_json::{Value, json};
+use support::put;
 
 const CAPTURE: &[u8] = include_bytes!("../../../events/records/capture-record.json");
 const TRUTH: &[u8] = include_bytes!("../../../events/records/ground-truth.json");
@@ -152,18 +155,6 @@ fn sqs(messages: &[(String, CaptureId, i64)]) -> SqsEvent {
         })
         .collect();
     serde_json::from_value(json!({ "Records": records })).unwrap()
-}
-
-async fn put(store: &impl ObjectStore, key: &str, body: Vec<u8>) {
-    store
-        .put(
-            key,
-            Bytes::from(body),
-            "application/json",
-            PutCondition::Always,
-        )
-        .await
-        .unwrap();
 }
 
 /// A bucket with captures in hours 07 and 09 (and unlabelled captures too),

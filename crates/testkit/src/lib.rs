@@ -55,6 +55,20 @@ pub fn event(relative: &str) -> String {
         .unwrap_or_else(|e| panic!("reading fixture {}: {e}", path.display()))
 }
 
+/// A new, not yet existing path under the system's temp directory, unique
+/// to this process and call: where a test writes its files.
+pub fn temp_dir(name: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "modelobs-{name}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    // Left by an earlier process that had this pid.
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
 /// The ONNX Runtime library (`ORT_DYLIB_PATH`, `make ort`); panics when it is
 /// not there.
 pub fn require_ort() -> PathBuf {
