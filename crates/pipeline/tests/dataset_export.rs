@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use modelobs_adapters::memory::MemoryStore;
 use modelobs_adapters::ObjectStore;
+use modelobs_adapters::memory::MemoryStore;
 use modelobs_core::boxes::BBox;
 use modelobs_core::eval::coco_format::{self, Split};
 use modelobs_core::export::{ExportFilter, ExportedDataset, SplitBy, SplitPlan};
