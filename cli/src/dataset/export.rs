@@ -8,6 +8,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
+use chrono::{DateTime, Utc};
 use clap::Args;
 use modelobs_adapters::s3::S3Store;
 use modelobs_adapters::{RetryPolicy, Retrying};
@@ -16,7 +17,6 @@ use modelobs_core::records::SampleReason;
 use modelobs_pipeline::dataset_export::{ExportRequest, export};
 
 use super::output::{Bar, SplitArgs, summarize};
-use crate::rollup::bucket;
 use crate::windows::parse_instant;
 
 #[derive(Args, Debug)]
@@ -25,11 +25,11 @@ pub struct ExportArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// Captured at or after, UTC: a date (2026-11-26) or a time (2026-11-26T07:00). Default: no start.
-    #[arg(long)]
-    pub from: Option<String>,
+    #[arg(long, value_parser = |s: &str| instant("--from", s, false))]
+    pub from: Option<DateTime<Utc>>,
     /// Captured before, UTC: a date includes that whole day; a time is exclusive. Default: no end.
-    #[arg(long)]
-    pub to: Option<String>,
+    #[arg(long, value_parser = |s: &str| instant("--to", s, true))]
+    pub to: Option<DateTime<Utc>>,
     /// Only captures served by this model version.
     #[arg(long)]
     pub model_version: Option<String>,
@@ -41,12 +41,17 @@ pub struct ExportArgs {
     pub reason: Option<SampleReason>,
     #[command(flatten)]
     pub split: SplitArgs,
-    /// The data bucket (default: $DATA_BUCKET; AWS_ENDPOINT_URL for LocalStack).
-    #[arg(long)]
-    pub bucket: Option<String>,
+    /// The data bucket (AWS_ENDPOINT_URL for LocalStack).
+    #[arg(long, env = "DATA_BUCKET")]
+    pub bucket: String,
     /// Captures read at once.
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
+}
+
+/// `--from` / `--to` as `modelobs metrics` reads them, checked while the arguments are read.
+fn instant(name: &str, s: &str, end: bool) -> Result<DateTime<Utc>, String> {
+    parse_instant(name, s, end).map_err(|e| e.to_string())
 }
 
 /// The reasons as the sampling decisions spell them.
@@ -56,18 +61,9 @@ fn parse_reason(s: &str) -> Result<SampleReason, String> {
 }
 
 pub fn run(args: &ExportArgs) -> Result<()> {
-    let bucket = bucket(args.bucket.as_deref())?;
     let filter = ExportFilter {
-        from: args
-            .from
-            .as_deref()
-            .map(|s| parse_instant("--from", s, false))
-            .transpose()?,
-        to: args
-            .to
-            .as_deref()
-            .map(|s| parse_instant("--to", s, true))
-            .transpose()?,
+        from: args.from,
+        to: args.to,
         model_version: args.model_version.clone(),
         label_source: args.label_source.clone(),
         reason: args.reason,
@@ -82,7 +78,7 @@ pub fn run(args: &ExportArgs) -> Result<()> {
         .build()?
         .block_on(async {
             let store = Retrying::new(
-                S3Store::new(S3Store::client_from_env().await, bucket),
+                S3Store::new(S3Store::client_from_env().await, &args.bucket),
                 RetryPolicy::default(),
             );
             export(&store, &request, &args.out, &Bar::new()).await

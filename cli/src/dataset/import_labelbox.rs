@@ -33,8 +33,8 @@ pub struct ImportLabelboxArgs {
     pub images: Option<PathBuf>,
     /// Ontology tool name → COCO class name, as a JSON object (the webhook's CLASS_MAP);
     /// names not in it are matched to COCO names, case and `_` ignored.
-    #[arg(long, env = "CLASS_MAP")]
-    pub class_map: Option<String>,
+    #[arg(long, env = "CLASS_MAP", value_parser = |s: &str| ClassMap::from_json(s))]
+    pub class_map: Option<ClassMap>,
     #[command(flatten)]
     pub split: SplitArgs,
 }
@@ -42,12 +42,7 @@ pub struct ImportLabelboxArgs {
 pub fn run(args: &ImportLabelboxArgs) -> Result<()> {
     let text = std::fs::read_to_string(&args.export)
         .with_context(|| format!("reading {}", args.export.display()))?;
-    let class_map = match &args.class_map {
-        Some(doc) => {
-            ClassMap::from_json(doc).context("--class-map must be a JSON object of names")?
-        }
-        None => ClassMap::default(),
-    };
+    let class_map = args.class_map.clone().unwrap_or_default();
     let request = ImportRequest {
         export: &text,
         project_id: args.project_id.as_deref(),
