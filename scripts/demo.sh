@@ -88,4 +88,17 @@ done
 say "report"
 "$MODELOBS" report --windows "$work/windows-day.json" --out "$OUT"
 python3 scripts/check_drift.py "$work/windows-day.json" --drift "$DRIFT"
+
+say "dataset: the labelled captures as a training set (COCO, $work/export)"
+rm -rf "$work/export"
+"$MODELOBS" dataset export --out "$work/export" --from "$start" --split-by time
+python3 - "$work/export" <<'PY'
+import json, os, sys
+d = sys.argv[1]
+coco = json.load(open(os.path.join(d, "annotations.json")))
+files = set(os.listdir(os.path.join(d, "images")))
+missing = [i["file_name"] for i in coco["images"] if i["file_name"] not in files]
+assert coco["images"] and not missing, f"export: {len(coco['images'])} images, missing {missing[:3]}"
+print(f"export: {len(coco['images'])} labelled captures, {len(coco['annotations'])} boxes, every image present")
+PY
 echo "demo: open $OUT"

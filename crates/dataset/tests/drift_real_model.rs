@@ -93,6 +93,15 @@ fn ap50(
     eval.summary(&gt.categories).ap50
 }
 
+/// The serving model, or the one `MODELOBS_DRIFT_MODEL` names (a model.json),
+/// to print the table for a fine-tuned candidate.
+fn detector() -> OnnxDetector {
+    let model = std::env::var_os("MODELOBS_DRIFT_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("models/nanodet/model.json"));
+    OnnxDetector::load(&DetectorConfig::new(model)).unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// AP50 per condition of the schedule, one line each on stderr.
 fn table(
     detector: &OnnxDetector,
@@ -117,9 +126,7 @@ fn table(
 #[ignore = "needs ONNX Runtime (ORT_DYLIB_PATH): make test runs it"]
 fn quality_falls_when_the_pictures_drift() {
     modelobs_testkit::require_ort();
-    let model = repo().join("models/nanodet/model.json");
-    let detector =
-        OnnxDetector::load(&DetectorConfig::new(model)).unwrap_or_else(|e| panic!("{e}"));
+    let detector = detector();
     let ds = Dataset::load(repo().join("datasets/animals")).unwrap();
     let (draws, conditions) = draws_and_conditions();
     let schedule = DriftSchedule::parse(conditions).unwrap();
@@ -153,9 +160,7 @@ fn quality_falls_when_the_pictures_drift() {
 #[ignore = "needs ONNX Runtime (ORT_DYLIB_PATH) and the composites' images (make composites): make test runs it"]
 fn the_test_split_drifts_too() {
     modelobs_testkit::require_ort();
-    let model = repo().join("models/nanodet/model.json");
-    let detector =
-        OnnxDetector::load(&DetectorConfig::new(model)).unwrap_or_else(|e| panic!("{e}"));
+    let detector = detector();
     let (draws, conditions) = draws_and_conditions();
     let schedule = DriftSchedule::parse(conditions).unwrap();
     let photos = Dataset::load(repo().join("datasets/animals"))
