@@ -25,7 +25,7 @@ export ORT_DYLIB_PATH ?= $(ORT_LIB)
 export MODELOBS_TEST_PHOTOS ?= /usr/share/darknet/data
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build bins release dev test composites datasets fmt-check clippy unit crosscheck bench-eval bench-rollup demo clean ort photos layer bench-inference test-localstack lint-template test-local-resources test-browser chromium
+.PHONY: all build bins release dev test composites datasets train test-train fmt-check clippy unit crosscheck bench-eval bench-rollup demo clean ort photos layer bench-inference test-localstack lint-template test-local-resources test-browser chromium
 
 all: build
 
@@ -45,7 +45,7 @@ release:
 
 ## test: formatting, lints, every test (LocalStack and the end-to-end test included), the COCO
 ## cross-check against pycocotools, the template, the review page in a browser.
-test: fmt-check clippy unit crosscheck lint-template test-local-resources test-browser
+test: fmt-check clippy unit crosscheck lint-template test-local-resources test-browser test-train
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -64,6 +64,16 @@ unit: ort photos composites
 ## ort: the ONNX Runtime library (.cache/ort/), from the pinned PyPI wheel.
 ort:
 	@bash scripts/ort.sh >/dev/null
+
+## train: fine-tune NanoDet on a COCO dataset (the `modelobs dataset export` layout or datasets/animals):
+##   make train DATA=<dir> OUT=<model dir> [ARGS="--epochs 3"]; DATA may list several directories.
+train:
+	@test -n "$(DATA)" -a -n "$(OUT)" || { echo "usage: make train DATA=<COCO dir> OUT=<model dir>"; exit 2; }
+	"$$(bash train/venv.sh)" train/finetune.py $(foreach d,$(DATA),--data $(d)) --out $(OUT) $(ARGS)
+
+## test-train: the fine-tuning script on a few steps: deterministic, heads only, loads in the Rust detector.
+test-train: bins ort
+	"$$(bash train/venv.sh)" train/test_finetune.py --modelobs $(MODELOBS)
 
 ## composites: the exact-box composites' images (datasets/composites/*.jpg, seconds) from their
 ## committed recipe and annotations; fails if the annotations are not what the recipe makes.

@@ -5,7 +5,8 @@
 #   scripts/venv.sh NAME REQUIREMENTS [CHECK]
 #     REQUIREMENTS  a requirements file, or pins as one word list ("aws-sam-cli==1.170.0")
 #     CHECK         Python code that must run in a good venv ("import pycocotools")
-#   env: PYTHON (the interpreter to build from, default python3), VENV (another directory)
+#   env: PYTHON (the interpreter to build from, default python3), VENV (another directory),
+#        VENV_FLAGS (for `python -m venv`, e.g. --system-site-packages), PIP_FLAGS (e.g. --no-deps)
 #
 #   bash scripts/venv.sh coco bench/coco/requirements.txt 'import pycocotools, hotcoco, numpy'
 #
@@ -19,6 +20,7 @@ name="$1" requirements="$2" check="${3:-}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${VENV:-$root/.cache/venv-$name}"
 python="${PYTHON:-python3}"
+venv_flags="${VENV_FLAGS:-}" pip_flags="${PIP_FLAGS:-}"
 stamp="$venv/.requirements.sha256"
 
 if [ -f "$requirements" ]; then
@@ -29,7 +31,7 @@ else
   # shellcheck disable=SC2206 # pins are one word list on purpose
   install=($requirements)
 fi
-want="$( { echo "$spec"; "$python" -c 'import sys; print(sys.version)'; } | sha256sum | cut -d' ' -f1)"
+want="$( { echo "$spec"; echo "$venv_flags $pip_flags"; "$python" -c 'import sys; print(sys.version)'; } | sha256sum | cut -d' ' -f1)"
 
 good() {
   [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \
@@ -43,8 +45,10 @@ if ! good; then
     rm -rf "$venv"
   fi
   mkdir -p "$(dirname "$venv")"
-  "$python" -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input "${install[@]}" >&2
+  # shellcheck disable=SC2086 # flags are word lists on purpose
+  "$python" -m venv $venv_flags "$venv"
+  # shellcheck disable=SC2086
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input $pip_flags "${install[@]}" >&2
   [ -z "$check" ] || "$venv/bin/python" -c "$check"
   echo "$want" >"$stamp"
 fi

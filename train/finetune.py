@@ -1,0 +1,430 @@
+"""Fine-tunes the serving NanoDet on a COCO dataset and writes a model directory the Rust
+detector loads unchanged.
+
+    python train/finetune.py --data DIR --out DIR [--base models/nanodet] [--epochs 5] ...
+
+DIR/annotations.json is COCO; images are found under DIR/images/ (the layout `modelobs dataset
+export` writes) or beside annotations.json (datasets/animals). Images with a `split` field are
+used when it is --split (default train); the rest are ignored. Only the ten animal classes are
+trained: the other 70 class channels get no gradient, so what the model says about them moves
+only as much as the shared layers move (and with the default --train head, they do not).
+
+How, in short: onnx2torch turns the ONNX graph into a PyTorch module with the same parameters.
+Each image is letterboxed as the detector does (model.json's input block), augmented (flip,
+brightness/contrast, blur, zoom-out), run forward, and scored with NanoDet's Generalized Focal
+Loss against ATSS-assigned targets: Quality Focal Loss on the class scores (target: the IoU of
+the predicted box), Distribution Focal Loss on the 11-bin side distributions, GIoU on the
+decoded boxes. The trained weights are written back into the original ONNX initializers (same
+graph, same names), and model.json records parent, dataset hash, settings and losses.
+
+Seeded: the same data, settings and seed give the same weights on the same machine and threads.
+"""
+
+import argparse
+import copy
+import hashlib
+import json
+import math
+import os
+import random
+import sys
+import time
+
+import numpy as np
+import onnx
+import torch
+from onnx import numpy_helper
+from onnx2torch import convert
+from PIL import Image, ImageEnhance, ImageFilter
+
+ANIMALS = {16: "bird", 17: "cat", 18: "dog", 19: "horse", 20: "sheep", 21: "cow",
+           22: "elephant", 23: "bear", 24: "zebra", 25: "giraffe"}
+# Which parameters train. head: the three per-level heads (3x3 conv + 1x1 conv each); fpn: plus
+# the FPN's lateral 1x1 convs; all: everything (forgets other classes fast: see train/README.md).
+HEAD_CONVS = {"n103_Conv", "n105_Conv", "n116_Conv", "n117_Conv", "n119_Conv", "n129_Conv"}
+FPN_CONVS = {"n047_Conv", "n068_Conv", "n097_Conv"}
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------- data
+
+def load_dataset(data_dir, split):
+    """[(path, [(class_index, x1, y1, x2, y2)])] for the split, plus the dataset's hash."""
+    ann_path = os.path.join(data_dir, "annotations.json")
+    coco = json.load(open(ann_path))
+    images_dir = os.path.join(data_dir, "images")
+    if not os.path.isdir(images_dir):
+        images_dir = data_dir
+    by_image = {}
+    for a in coco["annotations"]:
+        if a.get("iscrowd", 0):
+            continue
+        by_image.setdefault(a["image_id"], []).append(a)
+    items = []
+    digest = hashlib.sha256()
+    for img in coco["images"]:
+        if split != "all" and img.get("split", split) != split:
+            continue
+        path = os.path.join(images_dir, img["file_name"])
+        boxes = []
+        for a in by_image.get(img["id"], []):
+            if a["category_id"] not in ANIMALS:
+                continue
+            x, y, w, h = a["bbox"]
+            if w > 1 and h > 1:
+                boxes.append((ANIMALS[a["category_id"]], x, y, x + w, y + h))
+        items.append((path, boxes))
+        digest.update(img["file_name"].encode())
+        digest.update(sha256_file(path).encode())
+        digest.update(json.dumps(sorted((b for b in boxes)), sort_keys=True).encode())
+    return items, digest.hexdigest()
+
+
+def letterbox(image, boxes, spec, zoom=1.0):
+    """The detector's letterbox (crates/detector/src/preprocess.rs), optionally zoomed out:
+    returns the input tensor [3, H, W] and the boxes in input pixels."""
+    inp = spec["input"]
+    iw, ih = inp["width"], inp["height"]
+    w, h = image.size
+    r = min(iw / w, ih / h) * zoom
+    sw, sh = max(1, int(math.floor(w * r + 0.5))), max(1, int(math.floor(h * r + 0.5)))
+    if inp["resize"]["align"] == "center" and zoom == 1.0:
+        ox, oy = (iw - sw) // 2, (ih - sh) // 2
+    else:
+        ox, oy = random.randint(0, iw - sw), random.randint(0, ih - sh)
+    resized = image.resize((sw, sh), Image.BILINEAR)
+    canvas = Image.new("RGB", (iw, ih), tuple(inp["resize"].get("pad_rgb", [0, 0, 0])))
+    canvas.paste(resized, (ox, oy))
+    arr = np.asarray(canvas, dtype=np.float32)
+    order = {"RGB": [0, 1, 2], "BGR": [2, 1, 0]}[inp["channel_order"]]
+    arr = arr[:, :, order]
+    mean = np.array(inp["normalize"]["mean"], dtype=np.float32)
+    std = np.array(inp["normalize"]["std"], dtype=np.float32)
+    arr = (arr - mean) / std
+    tensor = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+    out = [(c, x1 * r + ox, y1 * r + oy, x2 * r + ox, y2 * r + oy) for c, x1, y1, x2, y2 in boxes]
+    return tensor, out
+
+
+def augment(image, boxes, rng):
+    """Flip, brightness/contrast, blur: the photometric and geometric changes production brings."""
+    w, _ = image.size
+    if rng.random() < 0.5:
+        image = image.transpose(Image.FLIP_LEFT_RIGHT)
+        boxes = [(c, w - x2, y1, w - x1, y2) for c, x1, y1, x2, y2 in boxes]
+    if rng.random() < 0.8:
+        image = ImageEnhance.Brightness(image).enhance(rng.uniform(0.3, 1.3))
+        image = ImageEnhance.Contrast(image).enhance(rng.uniform(0.6, 1.3))
+    if rng.random() < 0.3:
+        image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 2.0)))
+    return image, boxes
+
+
+# ---------------------------------------------------------------- model and loss
+
+class Levels:
+    """Cell centres, strides and ATSS anchors of every output level, in output order."""
+
+    def __init__(self, spec):
+        centres, strides, level_of = [], [], []
+        off = spec["decode"]["cell_offset"]
+        for li, lvl in enumerate(spec["outputs"]):
+            s, gw, gh = lvl["stride"], lvl["grid_width"], lvl["grid_height"]
+            ys, xs = torch.meshgrid(torch.arange(gh), torch.arange(gw), indexing="ij")
+            c = torch.stack([(xs.reshape(-1) + off) * s, (ys.reshape(-1) + off) * s], 1).float()
+            centres.append(c)
+            strides.append(torch.full((gw * gh,), float(s)))
+            level_of.append(torch.full((gw * gh,), li))
+        self.centres = torch.cat(centres)
+        self.strides = torch.cat(strides)
+        self.level_of = torch.cat(level_of)
+        self.n_levels = len(spec["outputs"])
+        # ATSS anchors: a square of 5 strides around each cell centre (NanoDet's octave scale 5).
+        half = self.strides[:, None] * 2.5
+        self.anchors = torch.cat([self.centres - half, self.centres + half], 1)
+
+
+def box_iou(a, b):
+    """IoU matrix of boxes [N,4] x [M,4] (x1, y1, x2, y2)."""
+    area_a = (a[:, 2] - a[:, 0]).clamp(min=0) * (a[:, 3] - a[:, 1]).clamp(min=0)
+    area_b = (b[:, 2] - b[:, 0]).clamp(min=0) * (b[:, 3] - b[:, 1]).clamp(min=0)
+    lt = torch.max(a[:, None, :2], b[None, :, :2])
+    rb = torch.min(a[:, None, 2:], b[None, :, 2:])
+    inter = (rb - lt).clamp(min=0).prod(2)
+    return inter / (area_a[:, None] + area_b[None, :] - inter).clamp(min=1e-9)
+
+
+def atss_assign(levels, gt, topk=9):
+    """For each cell: the index of its assigned ground-truth box, or -1 (ATSS, Zhang et al. 2020)."""
+    n = levels.centres.shape[0]
+    assigned = torch.full((n,), -1, dtype=torch.long)
+    if gt.shape[0] == 0:
+        return assigned
+    ious = box_iou(levels.anchors, gt)  # [N, G]
+    gc = (gt[:, :2] + gt[:, 2:]) / 2
+    dist = torch.cdist(levels.centres, gc)  # [N, G]
+    candidates = []
+    for li in range(levels.n_levels):
+        idx = torch.nonzero(levels.level_of == li).squeeze(1)
+        k = min(topk, idx.numel())
+        candidates.append(idx[dist[idx].topk(k, dim=0, largest=False).indices])  # [k, G]
+    cand = torch.cat(candidates, 0)  # [K, G]
+    cand_iou = ious.gather(0, cand)
+    thr = cand_iou.mean(0) + cand_iou.std(0)
+    best = torch.full((n,), -1.0)
+    for g in range(gt.shape[0]):
+        c = cand[:, g]
+        ok = cand_iou[:, g] >= thr[g]
+        cx, cy = levels.centres[c, 0], levels.centres[c, 1]
+        inside = (cx > gt[g, 0]) & (cx < gt[g, 2]) & (cy > gt[g, 1]) & (cy < gt[g, 3])
+        for cell, iou in zip(c[ok & inside].tolist(), cand_iou[:, g][ok & inside].tolist()):
+            if iou > best[cell]:
+                best[cell] = iou
+                assigned[cell] = g
+    return assigned
+
+
+def decode(levels, reg, bins):
+    """Side distributions [N, 4*bins] -> boxes [N, 4] in input pixels, and the logits [N,4,bins]."""
+    logits = reg.reshape(-1, 4, bins)
+    proj = torch.arange(bins, dtype=reg.dtype)
+    dist = (logits.softmax(-1) * proj).sum(-1) * levels.strides[:, None]  # [N, 4] l, t, r, b
+    c = levels.centres
+    boxes = torch.stack([c[:, 0] - dist[:, 0], c[:, 1] - dist[:, 1], c[:, 0] + dist[:, 2], c[:, 1] + dist[:, 3]], 1)
+    return boxes, logits
+
+
+def giou_loss(pred, target):
+    iou = box_iou(pred, target).diagonal()
+    lt = torch.min(pred[:, :2], target[:, :2])
+    rb = torch.max(pred[:, 2:], target[:, 2:])
+    hull = (rb - lt).clamp(min=0).prod(1)
+    area_p = (pred[:, 2:] - pred[:, :2]).clamp(min=0).prod(1)
+    area_t = (target[:, 2:] - target[:, :2]).clamp(min=0).prod(1)
+    inter = iou * (area_p + area_t) / (1 + iou)
+    union = area_p + area_t - inter
+    return 1 - (iou - (hull - union) / hull.clamp(min=1e-9))
+
+
+def gfl_loss(levels, cls, reg, gt_boxes, gt_classes, class_channels, bins, teacher=None):
+    """(total, parts) of NanoDet's loss on one image. cls [N, 80] are probabilities (the graph
+    ends in a sigmoid); only the animal channels are scored. With `teacher` (the parent
+    model's probabilities on the same input), cells that are not positive for a class learn the
+    parent's score for it instead of 0: the candidate keeps the parent's calibration and what it
+    knew outside the labelled boxes, and moves where the labels say."""
+    assigned = atss_assign(levels, gt_boxes)
+    pos = torch.nonzero(assigned >= 0).squeeze(1)
+    boxes, logits = decode(levels, reg, bins)
+    p = cls[:, class_channels].clamp(1e-6, 1 - 1e-6)  # [N, 10]
+    target = torch.zeros_like(p) if teacher is None else teacher[:, class_channels].clone()
+    n_pos = max(pos.numel(), 1)
+    if pos.numel():
+        g = assigned[pos]
+        quality = box_iou(boxes[pos].detach(), gt_boxes[g]).diagonal().clamp(min=0)
+        # A positive cell: IoU quality for its class, 0 for the other animal classes.
+        target[pos] = 0
+        target[pos, gt_classes[g]] = quality
+    # Quality Focal Loss (beta 2).
+    bce = -(target * p.log() + (1 - target) * (1 - p).log())
+    qfl = (bce * (p - target).abs().pow(2)).sum() / n_pos
+    if not pos.numel():
+        return qfl, {"qfl": qfl.item(), "dfl": 0.0, "giou": 0.0}
+    weight = p[pos].detach().max(1).values
+    wsum = weight.sum().clamp(min=1e-6)
+    giou = (giou_loss(boxes[pos], gt_boxes[g]) * weight).sum() / wsum * 2.0
+    # Distribution Focal Loss: the side distances in strides, between two bins.
+    c = levels.centres[pos]
+    s = levels.strides[pos][:, None]
+    t = torch.stack([c[:, 0] - gt_boxes[g, 0], c[:, 1] - gt_boxes[g, 1],
+                     gt_boxes[g, 2] - c[:, 0], gt_boxes[g, 3] - c[:, 1]], 1) / s
+    t = t.clamp(0, bins - 1 - 0.01)
+    left = t.floor().long()
+    wl, wr = left.float() + 1 - t, t - left.float()
+    logp = logits[pos].log_softmax(-1)
+    dfl = -(logp.gather(2, left[..., None]).squeeze(2) * wl + logp.gather(2, (left + 1)[..., None]).squeeze(2) * wr)
+    dfl = (dfl.mean(1) * weight).sum() / wsum * 0.25
+    total = qfl + giou + dfl
+    return total, {"qfl": qfl.item(), "dfl": dfl.item(), "giou": giou.item()}
+
+
+def forward(net, x, spec):
+    """The six outputs as (cls [N, 80], reg [N, 44]) over all levels."""
+    outs = net(x[None])
+    names = [o.name for o in spec["_onnx_outputs"]]
+    by_name = dict(zip(names, outs))
+    cls = torch.cat([by_name[lvl["cls"]][0] for lvl in spec["outputs"]], 0)
+    reg = torch.cat([by_name[lvl["reg"]][0] for lvl in spec["outputs"]], 0)
+    return cls, reg
+
+
+# ---------------------------------------------------------------- main
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True, action="append",
+                    help="COCO dataset directory (annotations.json, images/); repeat to train on several")
+    ap.add_argument("--out", required=True, help="the model directory to write")
+    ap.add_argument("--base", default="models/nanodet", help="the model to start from (its directory)")
+    ap.add_argument("--split", default="train", help="images of this split (or all)")
+    ap.add_argument("--epochs", type=float, default=5)
+    ap.add_argument("--max-steps", type=int, default=0, help="stop after this many optimizer steps (0: no limit)")
+    ap.add_argument("--batch", type=int, default=8, help="images per optimizer step (gradients accumulated)")
+    ap.add_argument("--lr", type=float, default=5e-3)
+    ap.add_argument("--train", choices=["head", "fpn", "all"], default="head")
+    ap.add_argument("--zoom-out", type=float, default=0.3, help="chance of placing an image smaller in the input")
+    ap.add_argument("--no-augment", action="store_true")
+    ap.add_argument("--no-distill", action="store_true",
+                    help="score every unlabelled cell against 0, not against the parent's score")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="PyTorch threads (1 is fastest on 2 busy cores: ~0.25 s per image)")
+    ap.add_argument("--device", default="auto", help="cpu, cuda, or auto (cuda when available)")
+    ap.add_argument("--version", help="the new model version (default: ft-<dataset hash>-s<seed>)")
+    args = ap.parse_args()
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if args.device == "auto" else args.device))
+
+    base_json = os.path.join(args.base, "model.json")
+    spec = json.load(open(base_json))
+    onnx_path = os.path.join(args.base, spec["file"])
+    model = onnx.load(onnx_path)
+    spec["_onnx_outputs"] = list(model.graph.output)
+    labels = spec["labels"]
+    class_channels = [labels.index(name) for name in ANIMALS.values()]
+    class_of = {name: i for i, name in enumerate(ANIMALS.values())}
+    bins = spec["decode"]["reg_bins"]
+    levels = Levels(spec)
+
+    items, hashes = [], []
+    for d in args.data:
+        more, h = load_dataset(d, args.split)
+        items += more
+        hashes.append(h)
+    data_hash = hashlib.sha256("".join(hashes).encode()).hexdigest() if len(hashes) > 1 else hashes[0]
+    if not items:
+        sys.exit(f"finetune: no images on split {args.split!r} in {args.data}")
+    n_boxes = sum(len(b) for _, b in items)
+    print(f"finetune: {len(items)} images, {n_boxes} boxes ({args.split}), dataset {data_hash[:12]}, "
+          f"device {device}, {args.threads} threads", file=sys.stderr)
+
+    teacher = None if args.no_distill else convert(copy.deepcopy(model)).to(device).eval()
+    net = convert(model).to(device)
+    net.train()
+    trainable = {"head": HEAD_CONVS, "fpn": HEAD_CONVS | FPN_CONVS, "all": None}[args.train]
+    params = []
+    for name, p in net.named_parameters():
+        keep = trainable is None or name.rsplit(".", 1)[0] in trainable
+        p.requires_grad_(keep)
+        if keep:
+            params.append(p)
+    print(f"finetune: training {sum(p.numel() for p in params)} of "
+          f"{sum(p.numel() for p in net.parameters())} parameters ({args.train})", file=sys.stderr)
+    # SGD, not Adam: near the parent's optimum Adam's sign-like first steps (lr on every one of
+    # the ~0.5 M weights alike) raised the loss even on one fixed image; SGD steps follow the
+    # gradient's size.
+    opt = torch.optim.SGD(params, lr=args.lr, momentum=0.9, weight_decay=1e-4)
+    steps = math.ceil(len(items) * args.epochs / args.batch)
+    if args.max_steps:
+        steps = min(steps, args.max_steps)
+    warmup = min(20, max(1, steps // 10))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    rng = random.Random(args.seed)
+    order = []
+    history = []
+    t0 = time.time()
+    levels_dev = copy.copy(levels)
+    for attr in ("centres", "strides", "level_of", "anchors"):
+        setattr(levels_dev, attr, getattr(levels, attr).to(device))
+    for step in range(steps):
+        opt.zero_grad()
+        parts_sum = {"loss": 0.0, "qfl": 0.0, "dfl": 0.0, "giou": 0.0}
+        for _ in range(args.batch):
+            if not order:
+                order = list(range(len(items)))
+                rng.shuffle(order)
+            path, boxes = items[order.pop()]
+            image = Image.open(path).convert("RGB")
+            if not args.no_augment:
+                image, boxes = augment(image, boxes, rng)
+            zoom = rng.uniform(0.35, 1.0) if (not args.no_augment and rng.random() < args.zoom_out) else 1.0
+            x, boxes = letterbox(image, boxes, spec, zoom)
+            gt = torch.tensor([b[1:] for b in boxes], dtype=torch.float32).reshape(-1, 4).to(device)
+            gc = torch.tensor([class_of[b[0]] for b in boxes], dtype=torch.long).to(device)
+            x = x.to(device)
+            cls, reg = forward(net, x, spec)
+            t_cls = None
+            if teacher is not None:
+                with torch.no_grad():
+                    t_cls, _ = forward(teacher, x, spec)
+            loss, parts = gfl_loss(levels_dev, cls, reg, gt, gc, class_channels, bins, t_cls)
+            (loss / args.batch).backward()
+            parts_sum["loss"] += loss.item() / args.batch
+            for k, v in parts.items():
+                parts_sum[k] += v / args.batch
+        opt.step()
+        sched.step()
+        history.append(parts_sum)
+        if step % 10 == 0 or step == steps - 1:
+            print(f"finetune: step {step + 1}/{steps} loss {parts_sum['loss']:.4f} (qfl {parts_sum['qfl']:.4f} "
+                  f"dfl {parts_sum['dfl']:.4f} giou {parts_sum['giou']:.4f}) {time.time() - t0:.0f}s", file=sys.stderr)
+
+    # Back into the original graph: each Conv module's weight and bias replace the node's
+    # initializers (onnx2torch names modules after the nodes), so graph, names and size stay.
+    state = {k: v.detach().cpu().numpy() for k, v in net.state_dict().items()}
+    inits = {i.name: i for i in model.graph.initializer}
+    changed = 0
+    for node in model.graph.node:
+        if node.op_type != "Conv":
+            continue
+        for suffix, inp in (("weight", node.input[1]), ("bias", node.input[2] if len(node.input) > 2 else None)):
+            key = f"{node.name}.{suffix}"
+            if inp is None or key not in state:
+                continue
+            old = inits[inp]
+            new = state[key].astype(numpy_helper.to_array(old).dtype)
+            if not np.array_equal(new, numpy_helper.to_array(old)):
+                changed += 1
+            old.CopyFrom(numpy_helper.from_array(new, inp))
+    os.makedirs(args.out, exist_ok=True)
+    out_onnx = os.path.join(args.out, spec["file"])
+    onnx.save(model, out_onnx)
+
+    parent = {k: spec[k] for k in ("name", "version", "sha256")}
+    del spec["_onnx_outputs"]
+    spec["version"] = args.version or f"ft-{data_hash[:10]}-s{args.seed}"
+    spec["sha256"] = sha256_file(out_onnx)
+    spec["size_bytes"] = os.path.getsize(out_onnx)
+    spec["parent"] = parent
+    spec["dataset"] = {"paths": [os.path.abspath(d) for d in args.data], "split": args.split, "sha256": data_hash,
+                       "images": len(items), "boxes": n_boxes}
+    spec["training"] = {
+        "trainer": "train/finetune.py (GFL: QFL + DFL + GIoU, ATSS)", "train": args.train,
+        "epochs": args.epochs, "steps": steps, "batch": args.batch, "lr": args.lr, "optimizer": "SGD(momentum 0.9)",
+        "augment": not args.no_augment, "zoom_out": args.zoom_out, "distill": not args.no_distill,
+        "seed": args.seed,
+        "device": str(device), "threads": args.threads, "torch": torch.__version__,
+        "seconds": round(time.time() - t0, 1), "tensors_changed": changed,
+        "loss_first": round(history[0]["loss"], 5), "loss_last": round(history[-1]["loss"], 5),
+    }
+    with open(os.path.join(args.out, "model.json"), "w") as f:
+        json.dump(spec, f, indent=2)
+        f.write("\n")
+    print(f"finetune: wrote {args.out} (version {spec['version']}, {changed} tensors changed, "
+          f"loss {history[0]['loss']:.4f} -> {history[-1]['loss']:.4f}, {time.time() - t0:.0f}s)", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
