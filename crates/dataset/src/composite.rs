@@ -240,7 +240,13 @@ struct Pantry {
     by_class: BTreeMap<String, Vec<Ingredient>>,
 }
 
-fn load_pantry(inputs: &Inputs, recipe: &Recipe, split: Split) -> Result<Pantry, DatasetError> {
+/// `photos` is decoded once by the caller: every split's pantry crops from it.
+fn load_pantry(
+    inputs: &Inputs,
+    photos: Option<&Dataset>,
+    recipe: &Recipe,
+    split: Split,
+) -> Result<Pantry, DatasetError> {
     let mut backgrounds = Vec::new();
     let list: Vec<BackgroundEntry> = read_json(&inputs.backgrounds.join("backgrounds.json"))?;
     for b in list.into_iter().filter(|b| b.split == split) {
@@ -267,8 +273,7 @@ fn load_pantry(inputs: &Inputs, recipe: &Recipe, split: Split) -> Result<Pantry,
                 parts: vec![(c.class, None)],
             });
     }
-    if let Some(photos) = &inputs.photos {
-        let ds = Dataset::load(photos)?;
+    if let Some(ds) = photos {
         for s in ds.samples.iter().filter(|s| s.split == Some(split)) {
             for (i, (class, b)) in s.boxes.iter().enumerate() {
                 let crop = pixel_rect(b);
@@ -365,11 +370,12 @@ pub fn generate(
             source,
         })?;
     }
+    let photos = inputs.photos.as_deref().map(Dataset::load).transpose()?;
     for (split_index, (&split, &count)) in recipe.count.iter().enumerate() {
         if count == 0 {
             continue;
         }
-        let pantry = load_pantry(inputs, recipe, split)?;
+        let pantry = load_pantry(inputs, photos.as_ref(), recipe, split)?;
         if pantry.backgrounds.is_empty() || pantry.by_class.is_empty() {
             return Err(DatasetError::Spec(format!(
                 "the {split} split has no backgrounds or no cut-outs to composite"
