@@ -64,6 +64,19 @@ EXTRA_PREFIXES = {
         ("captures/images/", r"presign_get\(\s*&capture\.image\.key", "presigned image URLs for Labelbox"),
     ],
 }
+# Prefixes granted ahead of the code that will use them, (function, prefix) -> what for.
+# Like PENDING_ENV: once the code uses the prefix the test fails and asks for the entry to go.
+PENDING_GRANTS = {
+    ("MetricsFunction", "captures/shadow/"): "evaluating the shadow models' answers (keys::shadow_captures_of)",
+}
+# Prefixes a function's code reaches (a module it uses also builds them) but never uses:
+# not granted, with the evidence, a regex that must NOT match its code, that it still does not.
+REACHED_NOT_USED = {
+    "InferenceUploadFunction": [
+        ("captures/shadow/", r"\bcapture::shadow\(|\.load_shadow\(",
+         "modelobs_pipeline::capture::shadow runs SHADOW_MODEL_REF, the HTTP function's; uploads run no shadow"),
+    ],
+}
 # Prefixes a function only lists (s3:ListBucket, no object grant), with the evidence.
 LIST_ONLY = {
     "RollupFunction": [
@@ -394,6 +407,11 @@ def s3_events(res):
 # --- wiring --------------------------------------------------------------------------------
 
 
+def own_code(lid):
+    pkg, path = find_binary(cfn.binary(FUNCTIONS[lid]))
+    return text_of(binary_sources(pkg, path))
+
+
 class Wiring(unittest.TestCase):
     def test_globals(self):
         g = T["Globals"]["Function"]
@@ -466,11 +484,19 @@ class Wiring(unittest.TestCase):
                 self.assertRegex(code, evidence, f"{lid}: lists {prefix} to {why}; the code no longer shows it")
                 self.assertTrue(lists_bucket(res), f"{lid} lists {prefix} without s3:ListBucket")
                 used.discard(prefix)
+            for prefix, evidence, why in REACHED_NOT_USED.get(lid, []):
+                self.assertIn(prefix, used, f"{lid}: its code no longer reaches {prefix}: remove it from REACHED_NOT_USED")
+                self.assertNotRegex(code, evidence, f"{lid} uses {prefix} now ({why} no longer holds): grant it")
+                used.discard(prefix)
+            pending = {p for (f, p) in PENDING_GRANTS if f == lid}
+            for prefix in pending:
+                self.assertNotIn(prefix, used, f"{lid} uses {prefix} now: remove it from PENDING_GRANTS")
+                self.assertIn(prefix, granted, f"PENDING_GRANTS names {prefix} for {lid}, which does not grant it")
             with self.subTest(lid, used=sorted(used), granted=sorted(granted)):
                 self.assertEqual(strays, [], "S3 grants outside the data bucket's prefixes")
                 for u in used:
                     self.assertTrue(any(u.startswith(g) for g in granted), f"code uses {u} but nothing grants it")
-                for g in granted:
+                for g in granted - pending:
                     # Exactly a prefix the code uses: a broader grant (labeling/ for
                     # labeling/queue/) is as wrong as an unused one.
                     self.assertIn(g, used, f"{g} is granted but the code uses no keys under exactly that prefix")
@@ -609,11 +635,53 @@ class Wiring(unittest.TestCase):
         self.assertEqual(alarm["Threshold"], {"Ref": "AP50AlarmThreshold"})
         dims = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
         self.assertEqual(tuple(dims), WINDOW)  # a window AP50, as EMF names its dimensions
-        self.assertEqual(dims["ModelName"], {"Ref": "ModelName"})
-        self.assertEqual(dims["ModelVersion"], {"Ref": "ModelVersion"})
+        # The serving model's: ServingModelRef's <name>/<version> when it names one (the
+        # registry refuses a version whose model.json names another, so the metrics carry
+        # these), else the layer's ModelName/ModelVersion.
+        self.assertEqual(
+            T["Conditions"]["ServesRegistryModel"], {"Fn::Not": [{"Fn::Equals": [{"Ref": "ServingModelRef"}, ""]}]}
+        )
+        split = {"Fn::Split": ["/", {"Fn::Sub": "${ServingModelRef}/"}]}
+        self.assertEqual(dims["ModelName"], {"Fn::If": ["ServesRegistryModel", {"Fn::Select": [0, split]}, {"Ref": "ModelName"}]})
+        self.assertEqual(
+            dims["ModelVersion"], {"Fn::If": ["ServesRegistryModel", {"Fn::Select": [1, split]}, {"Ref": "ModelVersion"}]}
+        )
+        self.assertRegex(
+            without_tests(read("crates/pipeline/src/registry.rs")),
+            r"if entry\.reference\(\) != \*model\b",
+            "registry::pull no longer refuses a model.json naming another version than the reference",
+        )
         window = T["Parameters"][dims["Granularity"]["Ref"]]
         self.assertEqual(set(window["AllowedValues"]), {"hour", "day"})  # Granularity::as_str
         self.assertEqual(alarm["Period"], {"Fn::If": ["AlarmOnHourWindows", 3600, 86400]})
+
+    def test_model_references(self):
+        for name in ("ServingModelRef", "ShadowModelRef"):
+            p = T["Parameters"][name]
+            with self.subTest(name):
+                self.assertEqual(p["Default"], "")  # the layer's model; no shadow
+                for ok in ("", "nanodet-g-416-coco/human-models-3.0.4", "nanodet-g-416-coco/ft-0123456789-s0"):
+                    self.assertIsNotNone(re.fullmatch(p["AllowedPattern"], ok), ok)
+                for bad in ("nanodet", "a/b/c", "a b/c", "/v1", "a/", "a/v1;rm"):
+                    self.assertIsNone(re.fullmatch(p["AllowedPattern"], bad), bad)
+        # The pattern's characters are keys::check_segment's.
+        self.assertIn("b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')", read("crates/core/src/keys.rs"))
+        http, upload = env_of(FUNCTIONS["InferenceFunction"]), env_of(FUNCTIONS["InferenceUploadFunction"])
+        self.assertEqual(http["MODEL_REF"], {"Ref": "ServingModelRef"})
+        self.assertEqual(upload["MODEL_REF"], {"Ref": "ServingModelRef"})
+        self.assertEqual(http["SHADOW_MODEL_REF"], {"Ref": "ShadowModelRef"})
+        # Uploads run no shadow: the evidence REACHED_NOT_USED relies on sees the HTTP
+        # function's shadow and none in the upload function.
+        (_, evidence, _), = REACHED_NOT_USED["InferenceUploadFunction"]
+        self.assertRegex(own_code("InferenceFunction"), evidence)
+        self.assertNotRegex(own_code("InferenceUploadFunction"), evidence)
+        self.assertNotIn("SHADOW_MODEL_REF", upload, "set where no shadow runs")
+        # What the CLI tells people to deploy with names parameters the template has.
+        hints = set()
+        for path in glob.glob(os.path.join(ROOT, "cli/src/**/*.rs"), recursive=True):
+            hints |= set(re.findall(r"--parameter-overrides (\w+)=", slurp(path)))
+        for name in hints:
+            self.assertIn(name, T["Parameters"])
 
     def test_no_dependency_cycle_after_the_sam_transform(self):
         out = transformed()
