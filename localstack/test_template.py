@@ -14,6 +14,12 @@ with the build scripts; the model parameters with models/nanodet/model.json; the
 dashboard charts every EMF metric the code emits; after the SAM transform the stack has
 no dependency cycle (cfn-lint no longer runs the SAM transform, so it cannot see one).
 
+Rollout (no network): the inference functions are reached only through their `live`
+alias, CodeDeploy shifts it per DeploymentType, every DeploymentPreference alarm is an
+alarm of this template (the new version's errors, the serving model's AP50), and a
+change of any parameter their environment reads publishes a new version (SAM's version
+id does not see parameter values: the VersionDescription carries them).
+
 LocalStack (when AWS_ENDPOINT_URL is set; MODELOBS_REQUIRE_LOCALSTACK=1 turns a skip into
 a failure): the queues, their attributes and redrive policies, and the bucket
 notifications are the template's, and objects written under the trigger prefixes arrive
@@ -686,9 +692,9 @@ class Wiring(unittest.TestCase):
     def test_no_dependency_cycle_after_the_sam_transform(self):
         out = transformed()
         bucket = out["Resources"]["DataBucket"]["Properties"]["NotificationConfiguration"]["LambdaConfigurations"]
-        self.assertEqual(
-            sorted(c["Function"]["Fn::GetAtt"][0] for c in bucket), ["InferenceUploadFunction", "SamplerFunction"]
-        )
+        targets = [c["Function"]["Fn::GetAtt"][0] if "Fn::GetAtt" in c["Function"] else c["Function"]["Ref"] for c in bucket]
+        # the upload function through its alias (AutoPublishAlias), the sampler directly
+        self.assertEqual(sorted(targets), ["InferenceUploadFunctionAliaslive", "SamplerFunction"])
         cycle = find_cycle(out["Resources"])
         self.assertIsNone(cycle, f"dependency cycle: {' -> '.join(cycle or [])}")
 
@@ -724,9 +730,176 @@ class Wiring(unittest.TestCase):
             cfn.plan(bad)
 
 
-def transformed(template=None):
+# --- rollout -------------------------------------------------------------------------------
+
+# The functions CodeDeploy rolls out: both run the detector and read MODEL_REF.
+ROLLED_OUT = ("InferenceFunction", "InferenceUploadFunction")
+ALIAS = "live"
+# SAM's DeploymentPreference types for Lambda: CodeDeploy's predefined configurations
+# CodeDeployDefault.Lambda<type> (SAM's docs/safe_lambda_deployments.rst).
+LAMBDA_DEPLOYMENT_TYPES = {
+    "AllAtOnce",
+    "Canary10Percent5Minutes",
+    "Canary10Percent10Minutes",
+    "Canary10Percent15Minutes",
+    "Canary10Percent30Minutes",
+    "Linear10PercentEvery1Minute",
+    "Linear10PercentEvery2Minutes",
+    "Linear10PercentEvery3Minutes",
+    "Linear10PercentEvery10Minutes",
+}
+
+
+def dims_of(alarm):
+    return {d["Name"]: d["Value"] for d in alarm["Properties"]["Dimensions"]}
+
+
+class Rollout(unittest.TestCase):
+    def test_deployment_type_is_one_of_codedeploys(self):
+        p = T["Parameters"]["DeploymentType"]
+        self.assertEqual(sorted(p["AllowedValues"]), sorted(LAMBDA_DEPLOYMENT_TYPES))
+        self.assertEqual(p["Default"], "Canary10Percent5Minutes")
+        # SAM resolves the parameter into each deployment group's configuration.
+        for value in ("AllAtOnce", "Linear10PercentEvery1Minute"):
+            out = transformed(parameters={"DeploymentType": value})["Resources"]
+            for lid in ROLLED_OUT:
+                with self.subTest(lid, value=value):
+                    self.assertEqual(
+                        out[f"{lid}DeploymentGroup"]["Properties"]["DeploymentConfigName"],
+                        {"Fn::Sub": ["CodeDeployDefault.Lambda${ConfigName}", {"ConfigName": value}]},
+                    )
+
+    def test_inference_functions_roll_out_behind_their_alias(self):
+        out = transformed()["Resources"]
+        for lid in ROLLED_OUT:
+            props = FUNCTIONS[lid]["Properties"]
+            with self.subTest(lid):
+                self.assertEqual(props["AutoPublishAlias"], ALIAS)
+                dp = props["DeploymentPreference"]
+                self.assertEqual(dp["Type"], {"Ref": "DeploymentType"})
+                self.assertNotIn("Enabled", dp)
+                alarms = [a["Ref"] for a in dp["Alarms"]]
+                self.assertIn("AP50Alarm", alarms)  # the serving model's quality (test_ap50_alarm)
+                errors = [a for a in alarms if RES[a]["Properties"]["Namespace"] == "AWS/Lambda"]
+                self.assertEqual(len(errors), 1, "one alarm on the new version's errors")
+                alarm = RES[errors[0]]
+                self.assertEqual(alarm["Properties"]["MetricName"], "Errors")
+                # The dimensions Lambda publishes for invocations through an alias.
+                self.assertEqual(
+                    dims_of(alarm),
+                    {
+                        "FunctionName": {"Ref": lid},
+                        "Resource": {"Fn::Sub": f"${{{lid}}}:{ALIAS}"},
+                        "ExecutedVersion": {"Fn::GetAtt": [lid, "Version.Version"]},
+                    },
+                )
+                p = alarm["Properties"]
+                self.assertEqual((p["Statistic"], p["Threshold"], p["ComparisonOperator"]), ("Sum", 0, "GreaterThanThreshold"))
+                self.assertEqual(p["TreatMissingData"], "notBreaching")  # no traffic yet is no failure
+                # After the transform: the alarm watches the version the alias is shifted to,
+                # and the alias moves through the deployment group that watches the alarms.
+                alias = out[f"{lid}Alias{ALIAS}"]
+                version = alias["Properties"]["FunctionVersion"]
+                self.assertEqual(out[version["Fn::GetAtt"][0]]["Type"], "AWS::Lambda::Version")
+                self.assertEqual(dims_of(out[errors[0]])["ExecutedVersion"], version)
+                self.assertEqual(
+                    alias["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]["DeploymentGroupName"],
+                    {"Ref": f"{lid}DeploymentGroup"},
+                )
+                group = out[f"{lid}DeploymentGroup"]["Properties"]
+                self.assertEqual(group["AlarmConfiguration"], {"Enabled": True, "Alarms": [{"Name": a} for a in dp["Alarms"]]})
+                self.assertIn("DEPLOYMENT_STOP_ON_ALARM", group["AutoRollbackConfiguration"]["Events"])
+
+    def test_every_deployment_alarm_is_an_alarm_of_this_template(self):
+        seen = 0
+        for lid, res in FUNCTIONS.items():
+            dp = res["Properties"].get("DeploymentPreference")
+            if dp is None:
+                continue
+            with self.subTest(lid):
+                self.assertIn("AutoPublishAlias", res["Properties"])  # SAM refuses one without
+                for a in dp.get("Alarms", []):
+                    seen += 1
+                    # By Ref: a literal name passes every lint and may watch nothing.
+                    self.assertEqual(list(a), ["Ref"], a)
+                    target = RES.get(a["Ref"])
+                    self.assertIsNotNone(target, f"{a['Ref']} is not a resource of the template")
+                    self.assertEqual(target["Type"], "AWS::CloudWatch::Alarm")
+                    self.assertNotIn("Condition", target, "an alarm that may not exist cannot stop a rollout")
+        self.assertGreater(seen, 0)
+        alarms = {lid for lid, r in RES.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+        body = RES["QualityDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+        self.assertEqual({n for n in re.findall(r"\$\{(\w+)\.Arn\}", body) if n in alarms}, alarms, "the dashboard's alarm widget")
+
+    def test_a_parameter_change_publishes_a_version(self):
+        from cfnlint.schema import PROVIDER_SCHEMA_MANAGER  # noqa: PLC0415 (cfn-lint comes with aws-sam-cli)
+
+        schema = PROVIDER_SCHEMA_MANAGER.get_resource_schema("us-east-1", "AWS::Lambda::Version").schema
+        # A changed Description replaces the version resource: CloudFormation publishes a new one.
+        self.assertIn("/properties/Description", schema["createOnlyProperties"])
+        limit = schema["properties"]["Description"]["maxLength"]
+        for lid in ROLLED_OUT:
+            res = FUNCTIONS[lid]
+            props = res["Properties"]
+            with self.subTest(lid):
+                self.assertIs(props["AutoPublishAliasAllProperties"], True)
+                text = props["VersionDescription"]["Fn::Sub"]
+                carried = re.findall(r"\$\{([^}]+)\}", text)
+                self.assertLessEqual(set(carried), set(T["Parameters"]), carried)
+                read = {r for r in references(env_of(res)) if r in T["Parameters"]}
+                self.assertEqual(read - set(carried), set(), "changing these would leave the alias on the old version")
+                self.assertEqual(set(carried) - read, set(), "carried, but the environment does not read them")
+                longest = len(re.sub(r"\$\{[^}]+\}", "", text))
+                for name in carried:
+                    p = T["Parameters"][name]
+                    bound = max(len(str(v)) for v in p["AllowedValues"]) if "AllowedValues" in p else p.get("MaxLength")
+                    self.assertIsNotNone(bound, f"{name} needs a MaxLength (or AllowedValues): it is in a VersionDescription")
+                    longest += int(bound)
+                self.assertLessEqual(longest, limit, "VersionDescription at its longest")
+                for layer in props["Layers"]:
+                    self.assertIs(RES[layer["Ref"]]["Properties"].get("PublishLambdaVersion"), True, layer)
+        # Why it is needed: SAM's version id hashes the properties as written, so two values of a
+        # parameter give one id (aws/serverless-application-model#1640, #3820). Should this
+        # fail, SAM sees parameter values now: the VersionDescription may go.
+        ids = []
+        for value in ("a/1", "a/2"):
+            out = transformed(parameters={"ServingModelRef": value})["Resources"]
+            ids.append(sorted(k for k, v in out.items() if v["Type"] == "AWS::Lambda::Version"))
+            for lid in ROLLED_OUT:
+                version = out[out[f"{lid}Alias{ALIAS}"]["Properties"]["FunctionVersion"]["Fn::GetAtt"][0]]
+                self.assertEqual(version["Properties"]["Description"], FUNCTIONS[lid]["Properties"]["VersionDescription"])
+        self.assertEqual(ids[0], ids[1], "SAM's version ids follow parameter values now")
+
+    def test_callers_reach_the_alias_only(self):
+        out = transformed()["Resources"]
+        for lid in ROLLED_OUT:
+            alias = {"Ref": f"{lid}Alias{ALIAS}"}
+            direct = ({"Ref": lid}, {"Fn::GetAtt": [lid, "Arn"]})
+            reached = 0
+            for rid, r in out.items():
+                p = r.get("Properties", {})
+                with self.subTest(lid, resource=rid):
+                    if r["Type"] == "AWS::Lambda::Permission":
+                        self.assertNotIn(p["FunctionName"], direct, "invokes $LATEST, not the alias")
+                        reached += p["FunctionName"] == alias
+                    elif r["Type"] == "AWS::Lambda::Url":
+                        self.assertNotIn(p["TargetFunctionArn"], direct)
+                    elif r["Type"] == "AWS::Lambda::EventInvokeConfig" and p["FunctionName"] == {"Ref": lid}:
+                        self.assertEqual(p["Qualifier"], ALIAS)
+                    elif r["Type"] == "AWS::S3::Bucket":
+                        for c in p.get("NotificationConfiguration", {}).get("LambdaConfigurations", []):
+                            self.assertNotIn(c["Function"], direct)
+            self.assertGreater(reached, 0, f"nothing may invoke {lid}'s alias")
+        self.assertEqual(out["InferenceFunctionUrl"]["Properties"]["TargetFunctionArn"], {"Ref": f"InferenceFunctionAlias{ALIAS}"})
+        api = json.dumps(out["InferenceHttpApi"]["Properties"]["Body"])
+        self.assertNotIn("${InferenceFunction.Arn}", api)
+        self.assertEqual(api.count(f"${{InferenceFunctionAlias{ALIAS}}}"), 2)  # /predict, /health
+
+
+def transformed(template=None, parameters=None):
     """The template after the SAM transform, local paths replaced by S3 URIs as
-    `sam package` would."""
+    `sam package` would; `parameters` as CloudFormation would pass them (the rest at
+    their defaults)."""
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     from samtranslator.translator.transform import transform  # noqa: PLC0415
 
@@ -739,7 +912,7 @@ def transformed(template=None):
         for k in ("CodeUri", "ContentUri"):
             if k in res.get("Properties", {}):
                 res["Properties"][k] = f"s3://packaged/{lid}.zip"
-    return transform(t, {}, NoManagedPolicies())
+    return transform(t, dict(parameters or {}), NoManagedPolicies())
 
 
 def references(value):
