@@ -10,6 +10,7 @@
 //!    per class, and [`operating_point`] gives precision/recall/F1.
 
 mod accumulate;
+pub mod bootstrap;
 pub mod coco_format;
 mod image;
 pub mod params;
