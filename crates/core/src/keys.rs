@@ -24,6 +24,10 @@ pub const INCOMING: &str = "incoming/";
 pub const INCOMING_REJECTED: &str = "incoming-rejected/";
 /// Tasks for the local labelers.
 pub const LABELING_QUEUE: &str = "labeling/queue/";
+/// What shadow models answered on the captures (`shadow_capture_record`).
+pub const CAPTURE_SHADOWS: &str = "captures/shadow/";
+/// The model registry: `models/<name>/<version>/` (`model_object`).
+pub const MODELS: &str = "models/";
 
 fn partition(t: DateTime<Utc>) -> String {
     format!("dt={}/hr={:02}", t.format("%Y-%m-%d"), t.hour())
@@ -105,6 +109,71 @@ pub fn label_history(id: CaptureId, version: i64) -> String {
 /// `labeling/queue/<id>.json`
 pub fn labeling_task(id: CaptureId) -> String {
     format!("{LABELING_QUEUE}{id}.json")
+}
+
+/// `captures/shadow/dt=YYYY-MM-DD/hr=HH/<id>/<model-version>.json`: a shadow
+/// model's answer on a capture, beside (not among) the capture records, so it
+/// triggers no sampling and every shadow of one capture is one listing away.
+pub fn shadow_capture_record(
+    id: CaptureId,
+    captured_at: DateTime<Utc>,
+    model_version: &str,
+) -> Result<String, CoreError> {
+    Ok(format!(
+        "{}{}.json",
+        shadow_captures_of(id, captured_at),
+        check_segment(model_version)?
+    ))
+}
+
+/// The prefix holding every shadow answer on capture `id`.
+pub fn shadow_captures_of(id: CaptureId, captured_at: DateTime<Utc>) -> String {
+    format!("{CAPTURE_SHADOWS}{}/{id}/", partition(captured_at))
+}
+
+/// `evals/dt=YYYY-MM-DD/hr=HH/shadow/<model-version>/<id>.json`: a shadow
+/// model's evaluation, under the same window prefix as the serving model's, so
+/// a rollup finds both and tells them apart by the version they carry.
+pub fn shadow_image_eval(
+    id: CaptureId,
+    captured_at: DateTime<Utc>,
+    model_version: &str,
+) -> Result<String, CoreError> {
+    Ok(format!(
+        "{EVALS}{}/shadow/{}/{id}.json",
+        partition(captured_at),
+        check_segment(model_version)?
+    ))
+}
+
+/// `models/<name>/<version>/<file>`: one file of a registered model version.
+pub fn model_object(name: &str, version: &str, file: &str) -> Result<String, CoreError> {
+    Ok(format!(
+        "{}{}",
+        model_version_prefix(name, version)?,
+        check_segment(file)?
+    ))
+}
+
+/// `models/<name>/<version>/`
+pub fn model_version_prefix(name: &str, version: &str) -> Result<String, CoreError> {
+    Ok(format!(
+        "{MODELS}{}/{}/",
+        check_segment(name)?,
+        check_segment(version)?
+    ))
+}
+
+/// `models/<name>/promoted.json`: the version `modelobs model promote` chose last.
+pub fn model_promotion(name: &str) -> Result<String, CoreError> {
+    Ok(format!("{MODELS}{}/promoted.json", check_segment(name)?))
+}
+
+/// `(name, version)` of a registry key `models/<name>/<version>/model.json`.
+pub fn parse_model_metadata_key(key: &str) -> Option<(&str, &str)> {
+    let rest = key.strip_prefix(MODELS)?.strip_suffix("/model.json")?;
+    let (name, version) = rest.split_once('/')?;
+    (check_segment(name).is_ok() && check_segment(version).is_ok()).then_some((name, version))
 }
 
 /// `evals/dt=YYYY-MM-DD/hr=HH/<id>.json`, partitioned by capture time.
@@ -317,6 +386,48 @@ pub fn parse_capture_record(key: &str) -> Result<CaptureKey, CoreError> {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn registry_keys_stay_inside_their_prefix() {
+        assert_eq!(
+            model_object("nanodet", "ft-1a2b-s1", "model.json").unwrap(),
+            "models/nanodet/ft-1a2b-s1/model.json"
+        );
+        assert_eq!(
+            parse_model_metadata_key("models/nanodet/ft-1a2b-s1/model.json"),
+            Some(("nanodet", "ft-1a2b-s1"))
+        );
+        assert_eq!(
+            parse_model_metadata_key("models/nanodet/promoted.json"),
+            None
+        );
+        assert_eq!(parse_model_metadata_key("models/a/b/c/model.json"), None);
+        assert!(model_object("nanodet", "..", "model.json").is_err());
+        assert!(model_object("nano/det", "v1", "model.json").is_err());
+        assert!(model_object("nanodet", "v1", "../x").is_err());
+        assert_eq!(
+            model_promotion("nanodet").unwrap(),
+            "models/nanodet/promoted.json"
+        );
+    }
+
+    #[test]
+    fn shadow_keys_sit_in_the_captures_window_prefix() {
+        let t = Utc.with_ymd_and_hms(2026, 11, 26, 7, 30, 0).unwrap();
+        let id = CaptureId::new(t);
+        let eval = shadow_image_eval(id, t, "ft-1").unwrap();
+        assert_eq!(
+            eval,
+            format!("evals/dt=2026-11-26/hr=07/shadow/ft-1/{id}.json")
+        );
+        for g in [Granularity::Hour, Granularity::Day] {
+            assert!(eval.starts_with(&image_evals_prefix(&Window::containing(g, t))));
+        }
+        let record = shadow_capture_record(id, t, "ft-1").unwrap();
+        assert!(record.starts_with(&shadow_captures_of(id, t)));
+        assert!(!record.starts_with(CAPTURE_PREDICTIONS));
+        assert!(shadow_image_eval(id, t, "../x").is_err());
+    }
 
     fn t() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 26, 7, 42, 13).unwrap()

@@ -186,6 +186,24 @@ impl Record for CaptureRecord {
     const SCHEMA_VERSION: u32 = 1;
 }
 
+/// `models/<name>/promoted.json`: the registry version chosen to serve, and
+/// the one it replaced. Written with `If-Match` on the one it read, so two
+/// promotions at once can't both win.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Promotion {
+    pub model: ModelRef,
+    pub previous: Option<ModelRef>,
+    pub promoted_at: DateTime<Utc>,
+    /// Why, in the promoter's words (e.g. the backtest's verdict).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl Record for Promotion {
+    const KIND: &'static str = "Promotion";
+    const SCHEMA_VERSION: u32 = 1;
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SampleReason {

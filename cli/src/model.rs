@@ -1,0 +1,152 @@
+//! `modelobs model push|list|show|pull|promote`: the model registry in the
+//! data bucket (`modelobs_pipeline::registry`).
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use modelobs_adapters::s3::S3Store;
+use modelobs_adapters::{RetryPolicy, Retrying};
+use modelobs_pipeline::registry::{self, Pushed, parse_reference};
+
+#[derive(Args, Debug)]
+pub struct ModelArgs {
+    #[command(subcommand)]
+    command: ModelCommand,
+    /// The data bucket (AWS_ENDPOINT_URL for LocalStack).
+    #[arg(long, env = "DATA_BUCKET", global = true)]
+    bucket: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum ModelCommand {
+    /// Upload a model directory (model.json and its file) as models/<name>/<version>/.
+    Push {
+        /// The directory holding model.json.
+        dir: PathBuf,
+    },
+    /// Every registered version, and which one is promoted.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One version's model.json.
+    Show {
+        /// <name>/<version>
+        reference: String,
+    },
+    /// Download a version (sha256 checked) into DIR/<name>/<version>/.
+    Pull {
+        reference: String,
+        #[arg(long, default_value = ".cache/models")]
+        into: PathBuf,
+    },
+    /// Record a registered version as the one to serve (models/<name>/promoted.json).
+    Promote {
+        reference: String,
+        /// Why (e.g. the backtest's verdict); kept in the promotion record.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+pub fn run(args: &ModelArgs) -> Result<()> {
+    let bucket = args
+        .bucket
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("--bucket or DATA_BUCKET: the data bucket"))?;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(async {
+            let store = Retrying::new(
+                S3Store::new(S3Store::client_from_env().await, &bucket),
+                RetryPolicy::default(),
+            );
+            match &args.command {
+                ModelCommand::Push { dir } => {
+                    let (entry, pushed) = registry::push(&store, dir).await?;
+                    let what = match pushed {
+                        Pushed::Uploaded => "pushed",
+                        Pushed::AlreadyThere => "already in the registry",
+                    };
+                    println!(
+                        "{}/{}: {what} (s3://{bucket}/models/{}/{}/, {} bytes, sha256 {})",
+                        entry.name,
+                        entry.version,
+                        entry.name,
+                        entry.version,
+                        entry.size_bytes,
+                        entry.sha256
+                    );
+                }
+                ModelCommand::List { json } => {
+                    let models = registry::list(&store).await?;
+                    let mut promoted = std::collections::BTreeMap::new();
+                    for m in &models {
+                        if !promoted.contains_key(&m.name)
+                            && let Some((p, _)) = registry::promoted(&store, &m.name).await?
+                        {
+                            promoted.insert(m.name.clone(), p);
+                        }
+                    }
+                    if *json {
+                        let rows: Vec<_> = models
+                            .iter()
+                            .map(|m| {
+                                serde_json::json!({
+                                    "name": m.name,
+                                    "version": m.version,
+                                    "parent": m.parent(),
+                                    "sha256": m.sha256,
+                                    "size_bytes": m.size_bytes,
+                                    "promoted": promoted.get(&m.name).is_some_and(|p| p.model == m.reference()),
+                                })
+                            })
+                            .collect();
+                        println!("{}", serde_json::to_string_pretty(&rows)?);
+                    } else {
+                        println!("  {:<28} {:<36} {:<40} promoted", "name", "version", "parent");
+                        for m in &models {
+                            let is = promoted
+                                .get(&m.name)
+                                .is_some_and(|p| p.model == m.reference());
+                            println!(
+                                "  {:<28} {:<36} {:<40} {}",
+                                m.name,
+                                m.version,
+                                m.parent().unwrap_or_else(|| "-".into()),
+                                if is { "yes" } else { "" }
+                            );
+                        }
+                    }
+                }
+                ModelCommand::Show { reference } => {
+                    let entry = registry::show(&store, &parse_reference(reference)?).await?;
+                    println!("{}", serde_json::to_string_pretty(&entry.metadata)?);
+                }
+                ModelCommand::Pull { reference, into } => {
+                    let dir = registry::pull(&store, &parse_reference(reference)?, into).await?;
+                    println!("{}", dir.display());
+                }
+                ModelCommand::Promote { reference, reason } => {
+                    let model = parse_reference(reference)?;
+                    let p =
+                        registry::promote(&store, &model, reason.clone(), chrono::Utc::now())
+                            .await?;
+                    match &p.previous {
+                        Some(prev) => println!(
+                            "promoted {}/{} (was {}/{})",
+                            p.model.name, p.model.version, prev.name, prev.version
+                        ),
+                        None => println!("promoted {}/{}", p.model.name, p.model.version),
+                    }
+                    println!(
+                        "  on AWS: sam deploy --parameter-overrides ServingModelRef={}/{} (the live alias shifts per DeploymentType)",
+                        p.model.name, p.model.version
+                    );
+                }
+            }
+            Ok(())
+        })
+}
