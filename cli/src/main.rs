@@ -1,10 +1,12 @@
 //! `modelobs`: the command line of model-observability.
 
+mod backtest;
 mod dataset;
 mod dev;
 mod eval;
 mod label;
 mod labelbox;
+mod model;
 mod predict;
 mod report;
 mod rollup;
@@ -47,6 +49,10 @@ enum Command {
     Metrics(windows::MetricsArgs),
     /// Run the rollup once against the bucket: recompute every touched window.
     Rollup(rollup::RollupArgs),
+    /// Model versions in the bucket's registry: push, list, show, pull, promote.
+    Model(model::ModelArgs),
+    /// A candidate model against the serving one on labelled captures, with a verdict.
+    Backtest(backtest::BacktestArgs),
     /// Charts of the windows over time, by model version, as one HTML file.
     Report(report::ReportArgs),
     /// Time the rollup on a COCO pair's stored evaluations (make bench-rollup).
@@ -67,6 +73,8 @@ fn main() -> ExitCode {
         Command::Metrics(args) => windows::run(&args),
         Command::Rollup(args) => rollup::run(&args),
         Command::Report(args) => report::run(&args),
+        Command::Model(args) => model::run(&args).map_err(CliError::from),
+        Command::Backtest(args) => backtest::run(&args).map_err(CliError::from),
         Command::BenchRollup(args) => rollup::bench(&args),
     };
     match result {

@@ -67,6 +67,8 @@ pub struct SimulateArgs {
 /// One request to send.
 struct Planned {
     day: u32,
+    /// The day's drift phase, as the schedule names it (`dark`, `blur+small`).
+    condition: String,
     at: DateTime<Utc>,
     pick: Pick,
 }
@@ -138,6 +140,7 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
         for at in capture_times(day_start, args.rate) {
             plan.push(Planned {
                 day,
+                condition: schedule.phase_for_day(day).condition(),
                 at,
                 pick: picker.pick(day, dataset.samples.len()),
             });
@@ -282,6 +285,7 @@ async fn send_one(
         captured_at: p.at,
         file: sample.file.clone(),
         transforms: format_chain(&p.pick.transforms),
+        condition: Some(p.condition.clone()),
         width,
         height,
         objects: boxes

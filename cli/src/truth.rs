@@ -27,6 +27,9 @@ pub struct TruthLine {
     /// The dataset photo it was made from, and the transforms applied.
     pub file: String,
     pub transforms: String,
+    /// The drift phase of its day (`dark`, `blur+small`); absent in older files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
     pub width: u32,
     pub height: u32,
     pub objects: Vec<TruthObject>,
@@ -66,6 +69,7 @@ mod tests {
             captured_at: t,
             file: "horses.jpg".into(),
             transforms: "flip,bright=0.6".into(),
+            condition: None,
             width: 640,
             height: 480,
             objects: vec![TruthObject {

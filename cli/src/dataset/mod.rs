@@ -6,7 +6,7 @@
 mod composite;
 mod export;
 mod import_labelbox;
-mod output;
+pub(crate) mod output;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};

@@ -194,6 +194,7 @@ mod tests {
             captured_at: t,
             file: "horses.jpg".into(),
             transforms: String::new(),
+            condition: None,
             width: 100,
             height: 80,
             objects: vec![

@@ -36,7 +36,8 @@ fn coco80_categories() -> Vec<CocoCategory> {
         .collect()
 }
 
-fn category_of(class_id: u16) -> Option<u64> {
+/// The COCO category id of a model's output class (its COCO-80 index).
+pub fn category_of(class_id: u16) -> Option<u64> {
     classes::by_index(class_id).map(|c| u64::from(c.category_id))
 }
 

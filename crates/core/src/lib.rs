@@ -2,6 +2,7 @@
 //! (records and their S3 keys), detection-quality evaluation. No AWS, no HTTP:
 //! every function and Lambda handler builds on this crate.
 
+pub mod backtest;
 pub mod boxes;
 pub mod classes;
 pub mod error;

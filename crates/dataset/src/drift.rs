@@ -132,10 +132,17 @@ pub struct Phase {
     pub days: u32,
 }
 
+impl Phase {
+    /// The conditions without the days: `dark`, `blur+small`, `clean`.
+    pub fn condition(&self) -> String {
+        let names: Vec<&str> = self.conditions.iter().map(|c| c.name()).collect();
+        names.join("+")
+    }
+}
+
 impl fmt::Display for Phase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<&str> = self.conditions.iter().map(|c| c.name()).collect();
-        write!(f, "{}:{}", names.join("+"), self.days)
+        write!(f, "{}:{}", self.condition(), self.days)
     }
 }
 

@@ -22,10 +22,14 @@
 //!   (`modelobs dataset export`); [`labelbox_import`]: the same from a Labelbox
 //!   project export (`modelobs dataset import-labelbox`); both write the one
 //!   layout of [`dataset_layout`].
+//! - [`registry`]: model versions in the bucket (`modelobs model`, and the
+//!   inference function's `MODEL_REF`); [`backtest`]: a candidate against the
+//!   serving model on a dataset of labelled captures (`modelobs backtest`).
 //!
 //! Retries are not written here: the stores and queues handed in are
 //! wrapped once, in `main.rs`, by `modelobs_adapters::retrying`.
 
+pub mod backtest;
 pub mod capture;
 pub mod dataset_export;
 pub mod dataset_layout;
@@ -37,6 +41,7 @@ pub mod label_source;
 pub mod labelbox_import;
 pub mod labeling;
 pub mod observe;
+pub mod registry;
 pub mod rollup;
 pub mod sample;
 pub mod sink;
