@@ -56,7 +56,8 @@ def sha256_file(path):
 # ---------------------------------------------------------------- data
 
 def load_dataset(data_dir, split):
-    """[(path, [(class_index, x1, y1, x2, y2)])] for the split, plus the dataset's hash."""
+    """[(path, [(class_index, x1, y1, x2, y2)], image sha256)] for the split, plus the dataset's
+    hash."""
     ann_path = os.path.join(data_dir, "annotations.json")
     coco = json.load(open(ann_path))
     images_dir = os.path.join(data_dir, "images")
@@ -80,9 +81,10 @@ def load_dataset(data_dir, split):
             x, y, w, h = a["bbox"]
             if w > 1 and h > 1:
                 boxes.append((ANIMALS[a["category_id"]], x, y, x + w, y + h))
-        items.append((path, boxes))
+        image_sha = sha256_file(path)
+        items.append((path, boxes, image_sha))
         digest.update(img["file_name"].encode())
-        digest.update(sha256_file(path).encode())
+        digest.update(image_sha.encode())
         digest.update(json.dumps(sorted((b for b in boxes)), sort_keys=True).encode())
     return items, digest.hexdigest()
 
@@ -315,7 +317,7 @@ def main():
     data_hash = hashlib.sha256("".join(hashes).encode()).hexdigest() if len(hashes) > 1 else hashes[0]
     if not items:
         sys.exit(f"finetune: no images on split {args.split!r} in {args.data}")
-    n_boxes = sum(len(b) for _, b in items)
+    n_boxes = sum(len(b) for _, b, _ in items)
     print(f"finetune: {len(items)} images, {n_boxes} boxes ({args.split}), dataset {data_hash[:12]}, "
           f"device {device}, {args.threads} threads", file=sys.stderr)
 
@@ -355,7 +357,7 @@ def main():
             if not order:
                 order = list(range(len(items)))
                 rng.shuffle(order)
-            path, boxes = items[order.pop()]
+            path, boxes, _ = items[order.pop()]
             image = Image.open(path).convert("RGB")
             if not args.no_augment:
                 image, boxes = augment(image, boxes, rng)
@@ -409,7 +411,9 @@ def main():
     spec["size_bytes"] = os.path.getsize(out_onnx)
     spec["parent"] = parent
     spec["dataset"] = {"paths": [os.path.abspath(d) for d in args.data], "split": args.split, "sha256": data_hash,
-                       "images": len(items), "boxes": n_boxes}
+                       "images": len(items), "boxes": n_boxes,
+                       # What the candidate saw: the backtest must not judge it on these images.
+                       "images_sha256": sorted({sha for _, _, sha in items})}
     spec["training"] = {
         "trainer": "train/finetune.py (GFL: QFL + DFL + GIoU, ATSS)", "train": args.train,
         "epochs": args.epochs, "steps": steps, "batch": args.batch, "lr": args.lr, "optimizer": "SGD(momentum 0.9)",

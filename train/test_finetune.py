@@ -4,11 +4,13 @@
 
 Checks, on two photos of datasets/animals: the written model directory loads in the Rust
 detector (`modelobs predict --model`), its ONNX graph is the parent's with only the trained
-initializers changed, model.json names parent, dataset and settings, the same seed gives the same
-bytes, and overfitting one photo lowers the loss. Needs ORT_DYLIB_PATH for `modelobs predict`.
+initializers changed, model.json names parent, dataset (with the sha256 of every image it trained
+on) and settings, the same seed gives the same bytes, and overfitting one photo lowers the loss.
+Needs ORT_DYLIB_PATH for `modelobs predict`.
 """
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -61,6 +63,10 @@ def main():
         assert a["parent"] == {k: parent[k] for k in ("name", "version", "sha256")}, a["parent"]
         assert a["version"] != parent["version"] and a["version"].startswith("ft-"), a["version"]
         assert a["dataset"]["images"] == 2 and a["dataset"]["boxes"] == 6, a["dataset"]
+        # Every image it trained on, by the sha256 of the file's bytes: the backtest skips these.
+        want = sorted(hashlib.sha256(open(os.path.join(data, "images", f), "rb").read()).hexdigest()
+                      for f in ("farm-horse.jpg", "erase-kitten.jpg"))
+        assert a["dataset"]["images_sha256"] == want, a["dataset"]["images_sha256"]
         assert a["training"]["steps"] == 2 and a["training"]["train"] == "head", a["training"]
         assert a["sha256"] != parent["sha256"]
 
