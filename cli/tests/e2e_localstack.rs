@@ -75,10 +75,12 @@ struct Dev {
 }
 
 impl Dev {
-    fn start(port: u16) -> Self {
+    /// `envs` reach the functions (e.g. `MODEL_REF`, `SHADOW_MODEL_REF`).
+    fn start(port: u16, envs: &[(&str, &str)]) -> Self {
         let mut child = Command::new(BIN)
             .args(["dev", "--port", &port.to_string(), "--rollup-every-s", "0"])
             .current_dir(repo_root())
+            .envs(envs.iter().copied())
             // Every capture sampled: the test follows each one to its window.
             .env(
                 "SAMPLING_POLICY",
@@ -348,7 +350,16 @@ async fn the_whole_loop_from_predict_to_window() {
         .map(|d| format!("captures/predictions/dt={d}/"))
         .collect();
 
-    let mut dev = Dev::start(port);
+    // A candidate in the registry, run as shadow from the start: the serving
+    // model with another version and score threshold (other detections).
+    let candidate_version = format!("e2e-candidate-{}", std::process::id());
+    let candidate_dir = candidate_model(&work.join("candidate"), &candidate_version);
+    let pushed = modelobs(&["model", "push", candidate_dir.to_str().unwrap()], &[]);
+    assert!(pushed.contains("pushed"), "{pushed}");
+    let candidate_name = candidate_version_name(&candidate_dir);
+    let candidate_ref = format!("{candidate_name}/{candidate_version}");
+
+    let mut dev = Dev::start(port, &[("SHADOW_MODEL_REF", &candidate_ref)]);
 
     // GIVEN traffic on two days: clean, then darker, blurrier and smaller
     let truth_path = work.join("truth.jsonl");
@@ -539,6 +550,59 @@ async fn the_whole_loop_from_predict_to_window() {
     }
     println!("AP50 by day: {day_ap50:?}");
 
+    // AND the shadow answered every capture, under its own version, on the same images:
+    // its windows equal `modelobs eval` on its own detections against the same labels
+    std::fs::create_dir_all(work.join("shadow")).unwrap();
+    let mut shadows = BTreeMap::new();
+    for c in captures.values() {
+        let key = keys::shadow_capture_record(c.id, c.captured_at, &candidate_version).unwrap();
+        let s: CaptureRecord = get_json(&store, &key).await;
+        assert_eq!(
+            (s.id, &s.image, &s.model.version),
+            (c.id, &c.image, &candidate_version)
+        );
+        let e: ImageEval = get_json(
+            &store,
+            &keys::shadow_image_eval(c.id, c.captured_at, &candidate_version).unwrap(),
+        )
+        .await;
+        assert_eq!(e.model.version, candidate_version);
+        shadows.insert(c.id.to_string(), s);
+    }
+    for day in &days {
+        let day_truth: Vec<Value> = truth
+            .iter()
+            .filter(|t| {
+                t["captured_at"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&day.to_string())
+            })
+            .cloned()
+            .collect();
+        let (gt, dt) = coco_files(&work.join("shadow"), &day_truth, &shadows);
+        let eval: Value = serde_json::from_str(&modelobs(
+            &[
+                "eval",
+                "--gt",
+                gt.to_str().unwrap(),
+                "--dt",
+                dt.to_str().unwrap(),
+                "--json",
+            ],
+            &[],
+        ))
+        .unwrap();
+        let window = modelobs_core::records::Window {
+            granularity: modelobs_core::records::Granularity::Day,
+            start: day.and_hms_opt(0, 0, 0).unwrap().and_utc(),
+        };
+        let key = keys::window_metrics(&window, &candidate_version).unwrap();
+        let w: WindowMetrics = get_json(&store, &key).await;
+        assert_eq!(w.images_labelled as usize, per_day, "{key}");
+        assert_close(&serde_json::to_value(&w.coco).unwrap(), &eval, &key);
+    }
+
     // WHEN a poison message reaches the metrics queue, THEN it ends in the DLQ, alone
     sqs.send_message()
         .queue_url(&env.metrics_queue)
@@ -577,5 +641,93 @@ async fn the_whole_loop_from_predict_to_window() {
 
     // AND stopping modelobs dev leaves no process behind
     assert!(dev.stop(), "processes left: {:?}", dev.leftovers());
+
+    // WHEN the candidate is promoted and the functions restart serving it from the registry
+    let promoted = modelobs(
+        &["model", "promote", &candidate_ref, "--reason", "e2e"],
+        &[],
+    );
+    assert!(
+        promoted.contains(&format!("promoted {candidate_ref}")),
+        "{promoted}"
+    );
+    let listed: Value = serde_json::from_str(&modelobs(&["model", "list", "--json"], &[])).unwrap();
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["version"] == candidate_version.as_str() && m["promoted"] == true),
+        "{listed}"
+    );
+    let mut dev = Dev::start(port, &[("MODEL_REF", &candidate_ref)]);
+    // THEN it answers, and its captures carry its version
+    let health: Value = reqwest::get(format!("{base}/lambda-url/inference/health"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        health["model"]["version"],
+        candidate_version.as_str(),
+        "{health}"
+    );
+    let day2 = day0 + chrono::Duration::days(2);
+    modelobs(
+        &[
+            "simulate",
+            "--days",
+            "1",
+            "--rate",
+            "2",
+            "--drift",
+            "clean:1",
+            "--start",
+            &day2.to_string(),
+            "--truth-out",
+            work.join("truth-promoted.jsonl").to_str().unwrap(),
+            "--target",
+            &format!("{base}/lambda-url/inference/predict"),
+        ],
+        &[],
+    );
+    let prefix = format!("captures/predictions/dt={day2}/");
+    wait_for(
+        &store,
+        std::slice::from_ref(&prefix),
+        2,
+        "captures after the promotion",
+        Duration::from_secs(60),
+    )
+    .await;
+    for key in keys_under(&store, &prefix).await {
+        let c: CaptureRecord = get_json(&store, &key).await;
+        assert_eq!(c.model.version, candidate_version, "{key}");
+    }
+    assert!(dev.stop(), "processes left: {:?}", dev.leftovers());
     std::fs::remove_dir_all(&work).unwrap();
+}
+
+/// The serving model under another version and score threshold, as a model directory.
+fn candidate_model(dir: &Path, version: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let base = repo_root().join("models/nanodet");
+    let mut meta: Value =
+        serde_json::from_slice(&std::fs::read(base.join("model.json")).unwrap()).unwrap();
+    meta["version"] = version.into();
+    meta["postprocess"]["score_threshold"] = 0.3.into();
+    std::fs::copy(base.join("nanodet.onnx"), dir.join("nanodet.onnx")).unwrap();
+    std::fs::write(
+        dir.join("model.json"),
+        serde_json::to_vec_pretty(&meta).unwrap(),
+    )
+    .unwrap();
+    dir.to_path_buf()
+}
+
+fn candidate_version_name(dir: &Path) -> String {
+    let meta: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("model.json")).unwrap()).unwrap();
+    meta["name"].as_str().unwrap().to_string()
 }

@@ -62,3 +62,51 @@ pub async fn store<S: ObjectStore>(
         .await?;
     Ok(())
 }
+
+/// A shadow model's answer on a capture: the serving model's record with the
+/// shadow's model and detections, stored at `keys::shadow_capture_record`
+/// (beside the capture records, so it triggers no sampling). It never
+/// changes what the caller was answered: a failure is logged and counted by
+/// the caller, and the capture stands.
+#[derive(Debug, thiserror::Error)]
+pub enum ShadowError {
+    #[error("shadow model {version}: {source}")]
+    Model {
+        version: String,
+        source: modelobs_detector::DetectError,
+    },
+    #[error(transparent)]
+    Key(#[from] modelobs_core::CoreError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Runs `shadow` on the image of `serving` (already stored) and stores its record.
+pub async fn shadow<S: ObjectStore>(
+    store: &S,
+    serving: &CaptureRecord,
+    shadow: &impl Detector,
+    image: &[u8],
+) -> Result<CaptureRecord, ShadowError> {
+    let prediction = shadow.detect(image).map_err(|source| ShadowError::Model {
+        version: shadow.model().version.clone(),
+        source,
+    })?;
+    let record = CaptureRecord {
+        model: shadow.model().clone(),
+        score_threshold: shadow.score_threshold(),
+        detections: prediction.detections,
+        timings_ms: prediction.timings_ms,
+        ..serving.clone()
+    };
+    let key = keys::shadow_capture_record(record.id, record.captured_at, &record.model.version)?;
+    store
+        .put(
+            &key,
+            Bytes::from(records::to_json(&record)),
+            "application/json",
+            PutCondition::Always,
+        )
+        .await?;
+    Ok(record)
+}

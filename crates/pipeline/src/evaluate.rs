@@ -1,7 +1,9 @@
 //! Label arrivals from the metrics queue: evaluate the image against its
 //! newest label, store the `ImageEval` at its deterministic key (a redelivery
 //! rewrites it: never counted twice), mark its windows touched (a new touch
-//! key per message: `keys::window_touch`), emit it.
+//! key per message: `keys::window_touch`), emit it. Shadow models' answers on
+//! the same capture (`captures/shadow/`) are evaluated against the same label
+//! and touch their own version's windows.
 //! A message that can't be handled fails alone (`batchItemFailures`): SQS
 //! retries it and then moves it to the DLQ; the rest of the batch succeeds.
 
@@ -175,18 +177,73 @@ async fn handle_message<S: ObjectStore, M: MetricsSink>(
             ap50: eval.ap50,
         }
     };
-    // After the evaluation is written: a rollup that lists this touch sees it.
+    // Every shadow model's answer on the same capture, against the same label.
+    let mut versions = vec![capture.model.version.clone()];
+    for shadow in shadows(deps, &capture).await? {
+        let key = keys::shadow_image_eval(id, capture.captured_at, &shadow.model.version).map_err(
+            |source| MessageError::Malformed {
+                key: capture_key.clone(),
+                source,
+            },
+        )?;
+        if truth.deleted {
+            deps.store.delete(&key).await?;
+        } else {
+            let eval = ImageEval::evaluate(&shadow, &truth, (deps.now)()).map_err(|source| {
+                MessageError::Malformed {
+                    key: label_key.clone(),
+                    source,
+                }
+            })?;
+            put(deps, &key, Bytes::from(records::to_json(&eval))).await?;
+            if let Err(e) = deps.sink.emit_image(&eval).await {
+                tracing::warn!(capture_id = %id, error = %e, "metrics sink failed");
+            }
+        }
+        versions.push(shadow.model.version.clone());
+    }
+    // After the evaluations are written: a rollup that lists these touches sees them.
     let touch = touch_id(message, (deps.now)());
-    for granularity in [Granularity::Hour, Granularity::Day] {
-        let window = Window::containing(granularity, capture.captured_at);
-        let marker =
-            keys::window_touch(&window, &capture.model.version, &touch).map_err(|source| {
+    for version in &versions {
+        for granularity in [Granularity::Hour, Granularity::Day] {
+            let window = Window::containing(granularity, capture.captured_at);
+            let marker = keys::window_touch(&window, version, &touch).map_err(|source| {
                 MessageError::Malformed {
                     key: capture_key.clone(),
                     source,
                 }
             })?;
-        put(deps, &marker, Bytes::from_static(b"{}")).await?;
+            put(deps, &marker, Bytes::from_static(b"{}")).await?;
+        }
     }
     Ok(outcome)
+}
+
+/// The shadow models' records of `capture` (`keys::shadow_captures_of`);
+/// one that does not parse, or is not of this capture, fails the message.
+async fn shadows<S: ObjectStore, M>(
+    deps: &Deps<S, M>,
+    capture: &CaptureRecord,
+) -> Result<Vec<CaptureRecord>, MessageError> {
+    let prefix = keys::shadow_captures_of(capture.id, capture.captured_at);
+    let mut out = Vec::new();
+    for listed in deps.store.list(&prefix).await? {
+        let shadow: CaptureRecord = match load(deps, &listed.key).await {
+            Ok(s) => s,
+            // Listed, then gone: nothing to evaluate.
+            Err(MessageError::Missing { .. }) => continue,
+            Err(e) => return Err(e),
+        };
+        if shadow.id != capture.id || shadow.model.version == capture.model.version {
+            return Err(MessageError::Malformed {
+                key: listed.key,
+                source: CoreError::InvalidRecord(format!(
+                    "a shadow of capture {} must carry its id and another model version",
+                    capture.id
+                )),
+            });
+        }
+        out.push(shadow);
+    }
+    Ok(out)
 }

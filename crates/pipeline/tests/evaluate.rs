@@ -179,3 +179,82 @@ async fn emitted_lines_are_valid_emf() {
     assert_eq!(first["TP"], 2.0);
     assert!(lines.iter().any(|l| l.contains(r#""ClassName":"horse""#)));
 }
+
+#[tokio::test]
+async fn a_shadow_answer_is_evaluated_against_the_same_label_under_its_own_version() {
+    let mut t = truth();
+    let d = deps_with_label(&t).await;
+    let serving: CaptureRecord = records::from_json(CAPTURE).unwrap();
+    // The shadow kept only the serving model's first detection.
+    let mut shadow = serving.clone();
+    shadow.model.version = "ft-shadow-1".into();
+    shadow.detections.truncate(1);
+    let shadow_key =
+        keys::shadow_capture_record(serving.id, serving.captured_at, "ft-shadow-1").unwrap();
+    put(&d.store, &shadow_key, records::to_json(&shadow)).await;
+
+    assert!(
+        handle(event("label-arrived.json"), &d)
+            .await
+            .batch_item_failures
+            .is_empty()
+    );
+    let eval_of =
+        |key: &str| -> ImageEval { records::from_json(&d.store.body(key).unwrap()).unwrap() };
+    let serving_eval = eval_of(&eval_key());
+    let shadow_eval_key =
+        keys::shadow_image_eval(serving.id, serving.captured_at, "ft-shadow-1").unwrap();
+    let shadow_eval = eval_of(&shadow_eval_key);
+    assert_eq!(shadow_eval.model.version, "ft-shadow-1");
+    assert_eq!(serving_eval.model, serving.model);
+    assert_eq!(shadow_eval.gt_objects, serving_eval.gt_objects);
+    assert_eq!(shadow_eval.detections, 1);
+    assert!(shadow_eval.detections < serving_eval.detections);
+    // Both versions' windows are touched.
+    let touched: Vec<String> = d
+        .store
+        .keys()
+        .into_iter()
+        .filter(|k| k.starts_with(keys::WINDOWS_TOUCHED))
+        .collect();
+    for version in [serving.model.version.as_str(), "ft-shadow-1"] {
+        assert_eq!(
+            touched
+                .iter()
+                .filter(|k| keys::parse_window_touch(k).unwrap().model_version == version)
+                .count(),
+            2,
+            "{version}: an hour and a day in {touched:?}"
+        );
+    }
+
+    // A tombstone removes both evaluations.
+    t.updated_at += Duration::minutes(10);
+    t.deleted = true;
+    t.objects.clear();
+    put(&d.store, &keys::label(t.id), records::to_json(&t)).await;
+    assert!(
+        handle(event("label-arrived.json"), &d)
+            .await
+            .batch_item_failures
+            .is_empty()
+    );
+    assert!(d.store.body(&eval_key()).is_none());
+    assert!(d.store.body(&shadow_eval_key).is_none());
+}
+
+#[tokio::test]
+async fn a_shadow_record_of_another_capture_fails_the_message() {
+    let d = deps_with_label(&truth()).await;
+    let serving: CaptureRecord = records::from_json(CAPTURE).unwrap();
+    let stray = serving.clone();
+    let key = keys::shadow_capture_record(serving.id, serving.captured_at, "same").unwrap();
+    put(&d.store, &key, records::to_json(&stray)).await;
+    assert_eq!(
+        handle(event("label-arrived.json"), &d)
+            .await
+            .batch_item_failures
+            .len(),
+        1
+    );
+}

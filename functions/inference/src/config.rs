@@ -4,13 +4,23 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
+use modelobs_adapters::ObjectStore;
+use modelobs_core::records::ModelRef;
+use modelobs_pipeline::registry::{self, parse_reference};
 
 #[derive(Debug, Clone)]
 pub struct Config {
     /// `DATA_BUCKET`: where captures go.
     pub bucket: String,
-    /// `MODEL_DIR`: the folder holding model.json and the model.
+    /// `MODEL_DIR`: the folder holding model.json and the model (the layer).
     pub model_dir: PathBuf,
+    /// `MODEL_REF` (`<name>/<version>`): serve that registry version
+    /// (`models/<name>/<version>/` in the bucket) instead of `MODEL_DIR`'s.
+    pub model_ref: Option<ModelRef>,
+    /// `SHADOW_MODEL_REF` (`<name>/<version>`): a registry version run as shadow.
+    pub shadow_model_ref: Option<ModelRef>,
+    /// `MODEL_CACHE_DIR` (default `/tmp/models`): where registry versions are pulled.
+    pub model_cache_dir: PathBuf,
     /// `MAX_BODY_BYTES` (default 6 MB, Lambda's payload limit).
     pub max_body_bytes: usize,
     /// `MAX_IMAGE_PIXELS` (default 40 MP): checked from the header before decoding.
@@ -43,6 +53,12 @@ where
         .transpose()
 }
 
+fn reference(name: &str) -> Result<Option<ModelRef>> {
+    var(name)
+        .map(|v| parse_reference(&v).with_context(|| format!("{name}={v:?}")))
+        .transpose()
+}
+
 impl Config {
     pub fn from_env() -> Result<Self> {
         let bucket =
@@ -57,6 +73,11 @@ impl Config {
             model_dir: var("MODEL_DIR")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("models/nanodet")),
+            model_ref: reference("MODEL_REF")?,
+            shadow_model_ref: reference("SHADOW_MODEL_REF")?,
+            model_cache_dir: var("MODEL_CACHE_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/tmp/models")),
             max_body_bytes: parsed("MAX_BODY_BYTES")?.unwrap_or(6 * 1024 * 1024),
             max_image_pixels: parsed("MAX_IMAGE_PIXELS")?.unwrap_or(40_000_000),
             allow_client_timestamps,
@@ -69,17 +90,49 @@ impl Config {
 }
 
 impl Config {
-    /// The detector this configuration describes, session built once.
-    pub fn load_detector(&self) -> Result<modelobs_detector::OnnxDetector> {
+    /// The serving detector: `MODEL_REF` from the registry, else `MODEL_DIR`.
+    pub async fn load_detector(
+        &self,
+        store: &impl ObjectStore,
+    ) -> Result<modelobs_detector::OnnxDetector> {
+        let dir = match &self.model_ref {
+            Some(m) => self.pull(store, m).await?,
+            None => self.model_dir.clone(),
+        };
+        self.load_from(&dir)
+    }
+
+    /// The shadow detector, when `SHADOW_MODEL_REF` names one.
+    pub async fn load_shadow(
+        &self,
+        store: &impl ObjectStore,
+    ) -> Result<Option<modelobs_detector::OnnxDetector>> {
+        match &self.shadow_model_ref {
+            Some(m) => {
+                let dir = self.pull(store, m).await?;
+                Ok(Some(self.load_from(&dir)?))
+            }
+            None => Ok(None),
+        }
+    }
+
+    async fn pull(&self, store: &impl ObjectStore, m: &ModelRef) -> Result<PathBuf> {
+        registry::pull(store, m, &self.model_cache_dir)
+            .await
+            .with_context(|| format!("pulling {}/{} from the model registry", m.name, m.version))
+    }
+
+    /// The detector of the model directory `dir`, session built once.
+    pub fn load_from(&self, dir: &std::path::Path) -> Result<modelobs_detector::OnnxDetector> {
         let config = modelobs_detector::DetectorConfig {
             score_threshold: self.score_threshold,
             nms_iou: self.nms_iou,
             classes: self.classes.clone(),
             intra_op_threads: self.intra_op_threads,
             max_pixels: self.max_image_pixels,
-            ..modelobs_detector::DetectorConfig::new(&self.model_dir)
+            ..modelobs_detector::DetectorConfig::new(dir)
         };
         modelobs_detector::OnnxDetector::load(&config)
-            .with_context(|| format!("loading the model from {}", self.model_dir.display()))
+            .with_context(|| format!("loading the model from {}", dir.display()))
     }
 }

@@ -25,6 +25,9 @@ use modelobs_pipeline::capture;
 /// What the handler needs, built once per container.
 pub struct Deps<D, S> {
     pub detector: D,
+    /// `SHADOW_MODEL_REF`: runs on every captured request after the serving
+    /// model; its answer is stored under its own version, never returned.
+    pub shadow: Option<D>,
     pub store: S,
     pub max_body_bytes: usize,
     pub allow_client_timestamps: bool,
@@ -129,7 +132,21 @@ async fn predict<D: Detector, S: ObjectStore>(
         request_id: (!request_id.is_empty()).then(|| request_id.to_string()),
     };
     let record = capture::record(id, captured_at, source, &deps.detector, prediction, &image);
-    let captured = store_capture(deps, &record, image).await;
+    let captured = store_capture(deps, &record, image.clone()).await;
+    // Only beside a stored capture: a shadow answer on nothing is never evaluated.
+    if captured && let Some(shadow) = &deps.shadow {
+        match capture::shadow(&deps.store, &record, shadow, &image).await {
+            Ok(s) => tracing::info!(
+                request_id,
+                capture_id = %id,
+                shadow_version = %s.model.version,
+                detections = s.detections.len(),
+                total_ms = s.timings_ms.total,
+                "shadow predicted"
+            ),
+            Err(e) => tracing::warn!(request_id, capture_id = %id, error = %e, "shadow failed"),
+        }
+    }
     tracing::info!(
         request_id,
         capture_id = %id,

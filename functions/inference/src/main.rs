@@ -10,12 +10,14 @@ use modelobs_inference::handler::{self, Deps};
 async fn main() -> Result<(), Error> {
     modelobs_adapters::init_tracing();
     let config = Config::from_env()?;
+    let store = Retrying::new(
+        S3Store::new(S3Store::client_from_env().await, &config.bucket),
+        RetryPolicy::default(),
+    );
     let deps = Deps {
-        detector: config.load_detector()?,
-        store: Retrying::new(
-            S3Store::new(S3Store::client_from_env().await, &config.bucket),
-            RetryPolicy::default(),
-        ),
+        detector: config.load_detector(&store).await?,
+        shadow: config.load_shadow(&store).await?,
+        store,
         max_body_bytes: config.max_body_bytes,
         allow_client_timestamps: config.allow_client_timestamps,
     };

@@ -18,6 +18,7 @@ use support::FakeDetector;
 fn deps(allow_client_timestamps: bool) -> Arc<Deps<FakeDetector, Retrying<MemoryStore>>> {
     Arc::new(Deps {
         detector: FakeDetector::new(),
+        shadow: None,
         store: Retrying::new(MemoryStore::new(), RetryPolicy::immediate(3)),
         max_body_bytes: 6 * 1024 * 1024,
         allow_client_timestamps,
@@ -199,4 +200,44 @@ fn the_capture_failure_metric_is_valid_emf() {
         assert!(line[m["Name"].as_str().unwrap()].is_number());
     }
     assert_eq!(line["capture_id"], record.id.to_string());
+}
+
+#[tokio::test]
+async fn a_shadow_model_answers_into_the_bucket_never_to_the_caller() {
+    let d = Arc::new(Deps {
+        detector: FakeDetector::new(),
+        shadow: Some(FakeDetector::version("2-shadow")),
+        store: Retrying::new(MemoryStore::new(), RetryPolicy::immediate(3)),
+        max_body_bytes: 6 * 1024 * 1024,
+        allow_client_timestamps: false,
+    });
+    let (status, body) = call(&d, "predict-png.json").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["model"]["version"], "1", "the serving model answers");
+    let id: modelobs_core::records::CaptureId = serde_json::from_value(body["id"].clone()).unwrap();
+    let serving: CaptureRecord = records::from_json(
+        &d.store
+            .inner()
+            .body(&modelobs_core::keys::capture_record_of(id).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    let key =
+        modelobs_core::keys::shadow_capture_record(id, serving.captured_at, "2-shadow").unwrap();
+    let shadow: CaptureRecord = records::from_json(&d.store.inner().body(&key).unwrap()).unwrap();
+    assert_eq!(shadow.model.version, "2-shadow");
+    assert_eq!((shadow.id, &shadow.image), (serving.id, &serving.image));
+
+    // A failing shadow changes nothing for the caller.
+    d.shadow
+        .as_ref()
+        .unwrap()
+        .broken
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let (status, body) = call(&d, "predict-png.json").await;
+    assert_eq!(
+        (status, &body["captured"]),
+        (200, &Value::Bool(true)),
+        "{body}"
+    );
 }

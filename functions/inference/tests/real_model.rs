@@ -40,6 +40,7 @@ async fn photos_and_bad_images_through_the_real_model() {
     let detector = detector();
     let deps = Arc::new(Deps {
         detector,
+        shadow: None,
         store: MemoryStore::new(),
         max_body_bytes: 6 * 1024 * 1024,
         allow_client_timestamps: false,

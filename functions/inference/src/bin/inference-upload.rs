@@ -15,12 +15,14 @@ use modelobs_pipeline::ingest::{self, UploadDeps};
 async fn main() -> Result<(), Error> {
     modelobs_adapters::init_tracing();
     let config = Config::from_env()?;
+    let store = Retrying::new(
+        S3Store::new(S3Store::client_from_env().await, &config.bucket),
+        RetryPolicy::default(),
+    );
+    // SHADOW_MODEL_REF is the HTTP function's: uploads are served by the serving model only.
     let deps = UploadDeps {
-        detector: config.load_detector()?,
-        store: Retrying::new(
-            S3Store::new(S3Store::client_from_env().await, &config.bucket),
-            RetryPolicy::default(),
-        ),
+        detector: config.load_detector(&store).await?,
+        store,
     };
     let deps = &deps;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<S3Event>| async move {

@@ -17,10 +17,15 @@ pub struct FakeDetector {
 
 impl FakeDetector {
     pub fn new() -> Self {
+        Self::version("1")
+    }
+
+    /// Another version of the fake model (a shadow).
+    pub fn version(version: &str) -> Self {
         Self {
             model: ModelRef {
                 name: "fake".into(),
-                version: "1".into(),
+                version: version.into(),
             },
             broken: AtomicBool::new(false),
         }
