@@ -7,54 +7,34 @@
 //! `make test` (`--include-ignored`), failing without it.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use chrono::{Duration, TimeZone, Utc};
 use modelobs_core::records::CaptureId;
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_modelobs");
+mod support;
+
+use support::{model_variant, succeeded};
 
 fn repo() -> PathBuf {
-    modelobs_testkit::repo_root()
+    support::repo_root()
 }
 
 fn modelobs(args: &[&str]) -> String {
-    let out = Command::new(BIN)
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .expect("run modelobs");
-    assert!(
-        out.status.success(),
-        "modelobs {args:?}: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    succeeded(args).0
 }
 
 fn sha256(path: &Path) -> String {
     modelobs_core::export::sha256_hex(&std::fs::read(path).unwrap())
 }
 
-/// The serving model with another version, score threshold and (optionally)
-/// training images: a different model in every way a backtest can see.
+/// The serving model with another version, score threshold and training
+/// images: a different model in every way a backtest can see.
 fn variant(dir: &Path, version: &str, threshold: f64, trained_on: &[String]) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    let base = repo().join("models/nanodet");
-    let mut meta: Value =
-        serde_json::from_slice(&std::fs::read(base.join("model.json")).unwrap()).unwrap();
-    meta["version"] = version.into();
-    meta["postprocess"]["score_threshold"] = threshold.into();
-    meta["dataset"] = json!({"images_sha256": trained_on});
-    std::fs::copy(base.join("nanodet.onnx"), dir.join("nanodet.onnx")).unwrap();
-    std::fs::write(
-        dir.join("model.json"),
-        serde_json::to_vec_pretty(&meta).unwrap(),
-    )
-    .unwrap();
-    dir.to_path_buf()
+    model_variant(dir, version, |meta| {
+        meta["postprocess"]["score_threshold"] = threshold.into();
+        meta["dataset"] = json!({"images_sha256": trained_on});
+    })
 }
 
 /// datasets/animals as `modelobs dataset export` would write it: images under

@@ -8,6 +8,8 @@
 //! `localstack/with-stack` (which exports the bucket and queue variables)
 //! with `--include-ignored`; without them it fails, naming what is missing.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
@@ -59,13 +61,6 @@ fn stack() -> Stack {
     }
 }
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
 /// `modelobs dev` in its own process group; stopped (with everything it
 /// started) when dropped, also when an assertion fails.
 struct Dev {
@@ -79,7 +74,7 @@ impl Dev {
     fn start(port: u16, envs: &[(&str, &str)]) -> Self {
         let mut child = Command::new(BIN)
             .args(["dev", "--port", &port.to_string(), "--rollup-every-s", "0"])
-            .current_dir(repo_root())
+            .current_dir(support::repo_root())
             .envs(envs.iter().copied())
             // Every capture sampled: the test follows each one to its window.
             .env(
@@ -184,7 +179,7 @@ fn modelobs(args: &[&str], envs: &[(&str, &str)]) -> String {
     let out = Command::new(BIN)
         .args(args)
         .envs(envs.iter().copied())
-        .current_dir(repo_root())
+        .current_dir(support::repo_root())
         .output()
         .expect("running modelobs");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -323,6 +318,61 @@ fn assert_close(window: &Value, eval: &Value, what: &str) {
             }
         }
     }
+}
+
+/// Each day's window of `version` equals `modelobs eval` on that day's images,
+/// their labels and `captures`' detections (one record per capture id); its AP50s.
+async fn assert_day_windows(
+    store: &Store,
+    dir: &Path,
+    truth: &[Value],
+    captures: &BTreeMap<String, CaptureRecord>,
+    days: &[NaiveDate],
+    version: &str,
+    per_day: usize,
+) -> Vec<f64> {
+    let mut day_ap50 = Vec::new();
+    for day in days {
+        let day_truth: Vec<Value> = truth
+            .iter()
+            .filter(|t| {
+                t["captured_at"]
+                    .as_str()
+                    .unwrap()
+                    .parse::<DateTime<Utc>>()
+                    .unwrap()
+                    .date_naive()
+                    == *day
+            })
+            .cloned()
+            .collect();
+        assert_eq!(day_truth.len(), per_day);
+        let (gt, dt) = coco_files(dir, &day_truth, captures);
+        let eval: Value = serde_json::from_str(&modelobs(
+            &[
+                "eval",
+                "--gt",
+                gt.to_str().unwrap(),
+                "--dt",
+                dt.to_str().unwrap(),
+                "--json",
+            ],
+            &[],
+        ))
+        .unwrap();
+        let window = modelobs_core::records::Window {
+            granularity: modelobs_core::records::Granularity::Day,
+            start: day.and_hms_opt(0, 0, 0).unwrap().and_utc(),
+        };
+        let key = keys::window_metrics(&window, version).unwrap();
+        let w: WindowMetrics = get_json(store, &key).await;
+        assert_eq!(w.images_labelled as usize, per_day, "{key}");
+        // Every capture of the day, whichever versions answered it.
+        assert_eq!(w.captures_in_window as usize, per_day, "{key}");
+        assert_close(&serde_json::to_value(&w.coco).unwrap(), &eval, &key);
+        day_ap50.push(w.coco.ap50);
+    }
+    day_ap50
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -507,52 +557,12 @@ async fn the_whole_loop_from_predict_to_window() {
 
     // THEN each day's window equals `modelobs eval` on that day's images and labels
     let version = captures.values().next().unwrap().model.version.clone();
-    let mut day_ap50 = Vec::new();
-    for day in &days {
-        let day_truth: Vec<Value> = truth
-            .iter()
-            .filter(|t| {
-                t["captured_at"]
-                    .as_str()
-                    .unwrap()
-                    .parse::<DateTime<Utc>>()
-                    .unwrap()
-                    .date_naive()
-                    == *day
-            })
-            .cloned()
-            .collect();
-        assert_eq!(day_truth.len(), per_day);
-        let (gt, dt) = coco_files(&work, &day_truth, &captures);
-        let eval: Value = serde_json::from_str(&modelobs(
-            &[
-                "eval",
-                "--gt",
-                gt.to_str().unwrap(),
-                "--dt",
-                dt.to_str().unwrap(),
-                "--json",
-            ],
-            &[],
-        ))
-        .unwrap();
-        let window = modelobs_core::records::Window {
-            granularity: modelobs_core::records::Granularity::Day,
-            start: day.and_hms_opt(0, 0, 0).unwrap().and_utc(),
-        };
-        let key = keys::window_metrics(&window, &version).unwrap();
-        let w: WindowMetrics = get_json(&store, &key).await;
-        assert_eq!(w.images_labelled as usize, per_day, "{key}");
-        assert_eq!(w.captures_in_window as usize, per_day, "{key}");
-        let coco = serde_json::to_value(&w.coco).unwrap();
-        assert_close(&coco, &eval, &key);
-        day_ap50.push(w.coco.ap50);
-    }
+    let day_ap50 =
+        assert_day_windows(&store, &work, &truth, &captures, &days, &version, per_day).await;
     println!("AP50 by day: {day_ap50:?}");
 
     // AND the shadow answered every capture, under its own version, on the same images:
     // its windows equal `modelobs eval` on its own detections against the same labels
-    std::fs::create_dir_all(work.join("shadow")).unwrap();
     let mut shadows = BTreeMap::new();
     for c in captures.values() {
         let key = keys::shadow_capture_record(c.id, c.captured_at, &candidate_version).unwrap();
@@ -569,39 +579,17 @@ async fn the_whole_loop_from_predict_to_window() {
         assert_eq!(e.model.version, candidate_version);
         shadows.insert(c.id.to_string(), s);
     }
-    for day in &days {
-        let day_truth: Vec<Value> = truth
-            .iter()
-            .filter(|t| {
-                t["captured_at"]
-                    .as_str()
-                    .unwrap()
-                    .starts_with(&day.to_string())
-            })
-            .cloned()
-            .collect();
-        let (gt, dt) = coco_files(&work.join("shadow"), &day_truth, &shadows);
-        let eval: Value = serde_json::from_str(&modelobs(
-            &[
-                "eval",
-                "--gt",
-                gt.to_str().unwrap(),
-                "--dt",
-                dt.to_str().unwrap(),
-                "--json",
-            ],
-            &[],
-        ))
-        .unwrap();
-        let window = modelobs_core::records::Window {
-            granularity: modelobs_core::records::Granularity::Day,
-            start: day.and_hms_opt(0, 0, 0).unwrap().and_utc(),
-        };
-        let key = keys::window_metrics(&window, &candidate_version).unwrap();
-        let w: WindowMetrics = get_json(&store, &key).await;
-        assert_eq!(w.images_labelled as usize, per_day, "{key}");
-        assert_close(&serde_json::to_value(&w.coco).unwrap(), &eval, &key);
-    }
+    std::fs::create_dir_all(work.join("shadow")).unwrap();
+    assert_day_windows(
+        &store,
+        &work.join("shadow"),
+        &truth,
+        &shadows,
+        &days,
+        &candidate_version,
+        per_day,
+    )
+    .await;
 
     // WHEN a poison message reaches the metrics queue, THEN it ends in the DLQ, alone
     sqs.send_message()
@@ -711,19 +699,9 @@ async fn the_whole_loop_from_predict_to_window() {
 
 /// The serving model under another version and score threshold, as a model directory.
 fn candidate_model(dir: &Path, version: &str) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    let base = repo_root().join("models/nanodet");
-    let mut meta: Value =
-        serde_json::from_slice(&std::fs::read(base.join("model.json")).unwrap()).unwrap();
-    meta["version"] = version.into();
-    meta["postprocess"]["score_threshold"] = 0.3.into();
-    std::fs::copy(base.join("nanodet.onnx"), dir.join("nanodet.onnx")).unwrap();
-    std::fs::write(
-        dir.join("model.json"),
-        serde_json::to_vec_pretty(&meta).unwrap(),
-    )
-    .unwrap();
-    dir.to_path_buf()
+    support::model_variant(dir, version, |meta| {
+        meta["postprocess"]["score_threshold"] = 0.3.into();
+    })
 }
 
 fn candidate_version_name(dir: &Path) -> String {

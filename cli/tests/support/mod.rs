@@ -54,3 +54,22 @@ pub fn eval(gt: &Path, results: &[Value]) -> Value {
     ]);
     serde_json::from_str(&stdout).unwrap()
 }
+
+/// The serving model (`models/nanodet`) copied into `dir` under another
+/// `version`, its `model.json` changed by `edit`: a model a test can register,
+/// serve or backtest without training one.
+pub fn model_variant(dir: &Path, version: &str, edit: impl FnOnce(&mut Value)) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let base = repo_root().join("models/nanodet");
+    let mut meta: Value =
+        serde_json::from_slice(&std::fs::read(base.join("model.json")).unwrap()).unwrap();
+    meta["version"] = version.into();
+    edit(&mut meta);
+    std::fs::copy(base.join("nanodet.onnx"), dir.join("nanodet.onnx")).unwrap();
+    std::fs::write(
+        dir.join("model.json"),
+        serde_json::to_vec_pretty(&meta).unwrap(),
+    )
+    .unwrap();
+    dir.to_path_buf()
+}
