@@ -72,9 +72,7 @@ EXTRA_PREFIXES = {
 }
 # Prefixes granted ahead of the code that will use them, (function, prefix) -> what for.
 # Like PENDING_ENV: once the code uses the prefix the test fails and asks for the entry to go.
-PENDING_GRANTS = {
-    ("MetricsFunction", "captures/shadow/"): "evaluating the shadow models' answers (keys::shadow_captures_of)",
-}
+PENDING_GRANTS = {}
 # Prefixes a function's code reaches (a module it uses also builds them) but never uses:
 # not granted, with the evidence, a regex that must NOT match its code, that it still does not.
 REACHED_NOT_USED = {
