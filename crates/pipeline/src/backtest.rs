@@ -26,11 +26,9 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum BacktestError {
-    #[error("{path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    // `cause`, not `source`: the message says it once (a source would be printed again).
+    #[error("{path}: {cause}")]
+    Read { path: String, cause: std::io::Error },
     #[error("{path}: {problem}")]
     BadInput { path: String, problem: String },
     #[error("{model} on {file}: {source}")]
@@ -46,9 +44,9 @@ pub enum BacktestError {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, BacktestError> {
-    std::fs::read(path).map_err(|source| BacktestError::Read {
+    std::fs::read(path).map_err(|cause| BacktestError::Read {
         path: path.display().to_string(),
-        source,
+        cause,
     })
 }
 

@@ -44,17 +44,15 @@ pub enum RegistryError {
     Key(#[from] CoreError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    // `cause`, not `source`: the message says it once (a source would be printed again).
+    #[error("{path}: {cause}")]
+    Io { path: String, cause: std::io::Error },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RegistryError + '_ {
-    move |source| RegistryError::Io {
+    move |cause| RegistryError::Io {
         path: path.display().to_string(),
-        source,
+        cause,
     }
 }
 
