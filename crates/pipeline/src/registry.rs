@@ -17,11 +17,11 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use modelobs_adapters::{ObjectStore, PutCondition, PutOutcome, StoreError};
+use modelobs_core::export::sha256_hex;
 use modelobs_core::records::{self, ModelRef, Promotion};
 use modelobs_core::{CoreError, keys};
 use modelobs_detector::ModelMetadata;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -76,24 +76,17 @@ fn reference(m: &ModelRef) -> String {
     format!("{}/{}", m.name, m.version)
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// The model file's bytes match what `model.json` says of them.
-fn check_bytes(meta: &ModelMetadata, bytes: &[u8]) -> Result<(), String> {
+fn check_bytes(model: &RegisteredModel, bytes: &[u8]) -> Result<(), String> {
     let sha = sha256_hex(bytes);
-    if !sha.eq_ignore_ascii_case(&meta.sha256) {
-        return Err(format!("sha256 {sha}, model.json says {}", meta.sha256));
+    if !sha.eq_ignore_ascii_case(&model.sha256) {
+        return Err(format!("sha256 {sha}, model.json says {}", model.sha256));
     }
-    if bytes.len() as u64 != meta.size_bytes {
+    if bytes.len() as u64 != model.size_bytes {
         return Err(format!(
             "{} bytes, model.json says {}",
             bytes.len(),
-            meta.size_bytes
+            model.size_bytes
         ));
     }
     Ok(())
@@ -130,13 +123,10 @@ impl RegisteredModel {
     }
 }
 
-fn registered(key: &str, body: &[u8]) -> Result<RegisteredModel, RegistryError> {
-    let bad = |problem: String| RegistryError::BadStored {
-        key: key.to_string(),
-        problem,
-    };
-    let meta = ModelMetadata::from_json(body).map_err(bad)?;
-    let metadata = serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
+/// A `model.json` as the registry describes it; the problem when it does not parse.
+fn registered(body: &[u8]) -> Result<RegisteredModel, String> {
+    let meta = ModelMetadata::from_json(body)?;
+    let metadata = serde_json::from_slice(body).map_err(|e| e.to_string())?;
     Ok(RegisteredModel {
         name: meta.name,
         version: meta.version,
@@ -144,6 +134,13 @@ fn registered(key: &str, body: &[u8]) -> Result<RegisteredModel, RegistryError> 
         sha256: meta.sha256,
         size_bytes: meta.size_bytes,
         metadata,
+    })
+}
+
+fn stored(key: &str, body: &[u8]) -> Result<RegisteredModel, RegistryError> {
+    registered(body).map_err(|problem| RegistryError::BadStored {
+        key: key.to_string(),
+        problem,
     })
 }
 
@@ -162,37 +159,36 @@ pub async fn push<S: ObjectStore>(
 ) -> Result<(RegisteredModel, Pushed), RegistryError> {
     let json_path = dir.join("model.json");
     let json = tokio::fs::read(&json_path).await.map_err(io(&json_path))?;
-    let bad_dir = |problem: String| RegistryError::BadModelDir {
+    let entry = registered(&json).map_err(|problem| RegistryError::BadModelDir {
         path: json_path.display().to_string(),
         problem,
-    };
-    let meta = ModelMetadata::from_json(&json).map_err(bad_dir)?;
-    let file_name = Path::new(&meta.file)
+    })?;
+    let file_name = Path::new(&entry.file)
         .file_name()
         .and_then(|f| f.to_str())
-        .filter(|f| *f == meta.file)
-        .ok_or_else(|| {
-            bad_dir(format!(
+        .filter(|f| *f == entry.file)
+        .ok_or_else(|| RegistryError::BadModelDir {
+            path: json_path.display().to_string(),
+            problem: format!(
                 "file {:?}: the registry keeps a model's file beside its model.json",
-                meta.file
-            ))
+                entry.file
+            ),
         })?
         .to_string();
     let model_path = dir.join(&file_name);
     let model = tokio::fs::read(&model_path)
         .await
         .map_err(io(&model_path))?;
-    check_bytes(&meta, &model).map_err(|problem| RegistryError::BadModelDir {
+    check_bytes(&entry, &model).map_err(|problem| RegistryError::BadModelDir {
         path: model_path.display().to_string(),
         problem,
     })?;
-    let entry = registered(&json_path.display().to_string(), &json)?;
     let refname = reference(&entry.reference());
 
-    let model_key = keys::model_object(&meta.name, &meta.version, &file_name)?;
-    let json_key = keys::model_object(&meta.name, &meta.version, "model.json")?;
+    let model_key = keys::model_object(&entry.name, &entry.version, &file_name)?;
+    let json_key = keys::model_object(&entry.name, &entry.version, "model.json")?;
     let model_new = put_once(store, &model_key, Bytes::from(model), &refname, |stored| {
-        check_bytes(&meta, stored).is_ok()
+        check_bytes(&entry, stored).is_ok()
     })
     .await?;
     let json = Bytes::from(json);
@@ -252,7 +248,7 @@ pub async fn list<S: ObjectStore>(store: &S) -> Result<Vec<RegisteredModel>, Reg
             continue;
         }
         if let Some(object) = store.get(&listed.key).await? {
-            out.push(registered(&listed.key, &object.body)?);
+            out.push(stored(&listed.key, &object.body)?);
         }
     }
     out.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
@@ -269,7 +265,7 @@ pub async fn show<S: ObjectStore>(
         .get(&key)
         .await?
         .ok_or_else(|| RegistryError::NotFound(reference(model)))?;
-    let entry = registered(&key, &object.body)?;
+    let entry = stored(&key, &object.body)?;
     if entry.reference() != *model {
         return Err(RegistryError::BadStored {
             key,
@@ -294,11 +290,7 @@ pub async fn pull<S: ObjectStore>(
         .await?
         .ok_or_else(|| RegistryError::NotFound(reference(model)))?
         .body;
-    let entry = registered(&json_key, &json)?;
-    let meta = ModelMetadata::from_json(&json).map_err(|problem| RegistryError::BadStored {
-        key: json_key.clone(),
-        problem,
-    })?;
+    let entry = stored(&json_key, &json)?;
     if entry.reference() != *model {
         return Err(RegistryError::BadStored {
             key: json_key,
@@ -306,16 +298,16 @@ pub async fn pull<S: ObjectStore>(
         });
     }
     let dir = into.join(&model.name).join(&model.version);
-    let local_model = dir.join(&meta.file);
+    let local_model = dir.join(&entry.file);
     if let (Ok(have_json), Ok(have_model)) = (
         tokio::fs::read(dir.join("model.json")).await,
         tokio::fs::read(&local_model).await,
     ) && have_json == json.as_ref()
-        && check_bytes(&meta, &have_model).is_ok()
+        && check_bytes(&entry, &have_model).is_ok()
     {
         return Ok(dir);
     }
-    let model_key = keys::model_object(&model.name, &model.version, &meta.file)?;
+    let model_key = keys::model_object(&model.name, &model.version, &entry.file)?;
     let bytes = store
         .get(&model_key)
         .await?
@@ -324,14 +316,14 @@ pub async fn pull<S: ObjectStore>(
             problem: "model.json is there, its model file is not".into(),
         })?
         .body;
-    check_bytes(&meta, &bytes).map_err(|problem| RegistryError::BadStored {
+    check_bytes(&entry, &bytes).map_err(|problem| RegistryError::BadStored {
         key: model_key,
         problem,
     })?;
     tokio::fs::create_dir_all(&dir).await.map_err(io(&dir))?;
     // The model first, model.json last (each renamed into place): a reader
     // that finds model.json finds the whole version.
-    for (name, body) in [(meta.file.as_str(), &bytes), ("model.json", &json)] {
+    for (name, body) in [(entry.file.as_str(), &bytes), ("model.json", &json)] {
         let tmp = dir.join(format!(".{name}.part"));
         tokio::fs::write(&tmp, body).await.map_err(io(&tmp))?;
         let path = dir.join(name);
