@@ -160,17 +160,7 @@ async fn handle_message<S: ObjectStore, M: MetricsSink>(
     } else {
         // Always the newest label, whichever version the message names: an
         // older message arriving late re-evaluates the same, newest state.
-        let eval = ImageEval::evaluate(&capture, &truth, (deps.now)()).map_err(|source| {
-            MessageError::Malformed {
-                key: label_key.clone(),
-                source,
-            }
-        })?;
-        put(deps, &eval_key, Bytes::from(records::to_json(&eval))).await?;
-        // A sink failure never loses the evaluation: it is in S3 already.
-        if let Err(e) = deps.sink.emit_image(&eval).await {
-            tracing::warn!(capture_id = %id, error = %e, "metrics sink failed");
-        }
+        let eval = store_eval(deps, &eval_key, &capture, &truth, &label_key).await?;
         Outcome::Evaluated {
             id,
             key: eval_key,
@@ -189,16 +179,7 @@ async fn handle_message<S: ObjectStore, M: MetricsSink>(
         if truth.deleted {
             deps.store.delete(&key).await?;
         } else {
-            let eval = ImageEval::evaluate(&shadow, &truth, (deps.now)()).map_err(|source| {
-                MessageError::Malformed {
-                    key: label_key.clone(),
-                    source,
-                }
-            })?;
-            put(deps, &key, Bytes::from(records::to_json(&eval))).await?;
-            if let Err(e) = deps.sink.emit_image(&eval).await {
-                tracing::warn!(capture_id = %id, error = %e, "metrics sink failed");
-            }
+            store_eval(deps, &key, &shadow, &truth, &label_key).await?;
         }
         versions.push(shadow.model.version.clone());
     }
@@ -217,6 +198,28 @@ async fn handle_message<S: ObjectStore, M: MetricsSink>(
         }
     }
     Ok(outcome)
+}
+
+/// Evaluates `capture` against `truth`, stores it at `key`, emits it.
+async fn store_eval<S: ObjectStore, M: MetricsSink>(
+    deps: &Deps<S, M>,
+    key: &str,
+    capture: &CaptureRecord,
+    truth: &GroundTruth,
+    label_key: &str,
+) -> Result<ImageEval, MessageError> {
+    let eval = ImageEval::evaluate(capture, truth, (deps.now)()).map_err(|source| {
+        MessageError::Malformed {
+            key: label_key.to_string(),
+            source,
+        }
+    })?;
+    put(deps, key, Bytes::from(records::to_json(&eval))).await?;
+    // A sink failure never loses the evaluation: it is in S3 already.
+    if let Err(e) = deps.sink.emit_image(&eval).await {
+        tracing::warn!(capture_id = %capture.id, error = %e, "metrics sink failed");
+    }
+    Ok(eval)
 }
 
 /// The shadow models' records of `capture` (`keys::shadow_captures_of`);
