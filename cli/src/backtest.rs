@@ -17,8 +17,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 use clap::Args;
-use modelobs_adapters::s3::S3Store;
-use modelobs_adapters::{RetryPolicy, Retrying};
 use modelobs_core::backtest::GroupComparison;
 use modelobs_core::eval::bootstrap::BootstrapSettings;
 use modelobs_core::export::ExportFilter;
@@ -114,10 +112,7 @@ fn export_from_bucket(args: &BacktestArgs) -> Result<PathBuf> {
         .enable_all()
         .build()?
         .block_on(async {
-            let store = Retrying::new(
-                S3Store::new(S3Store::client_from_env().await, &bucket),
-                RetryPolicy::default(),
-            );
+            let store = crate::bucket_store(&bucket).await;
             export(&store, &request, &dir, &Bar::new()).await
         })?;
     // What was skipped was said on stderr as it happened (the bar).

@@ -86,6 +86,18 @@ fn main() -> ExitCode {
     }
 }
 
+/// The data bucket through the S3 store with the one retry policy, as every
+/// command that reads or writes the bucket uses it (AWS_ENDPOINT_URL for LocalStack).
+pub(crate) async fn bucket_store(
+    bucket: &str,
+) -> modelobs_adapters::Retrying<modelobs_adapters::s3::S3Store> {
+    use modelobs_adapters::s3::S3Store;
+    modelobs_adapters::Retrying::new(
+        S3Store::new(S3Store::client_from_env().await, bucket),
+        modelobs_adapters::RetryPolicy::default(),
+    )
+}
+
 /// What went wrong, and the exit code it deserves: 2 for bad input, 1 otherwise.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {

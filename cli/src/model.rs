@@ -5,8 +5,6 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use modelobs_adapters::s3::S3Store;
-use modelobs_adapters::{RetryPolicy, Retrying};
 use modelobs_pipeline::registry::{self, Pushed, parse_reference};
 
 #[derive(Args, Debug)]
@@ -59,10 +57,7 @@ pub fn run(args: &ModelArgs) -> Result<()> {
         .enable_all()
         .build()?
         .block_on(async {
-            let store = Retrying::new(
-                S3Store::new(S3Store::client_from_env().await, &bucket),
-                RetryPolicy::default(),
-            );
+            let store = crate::bucket_store(&bucket).await;
             match &args.command {
                 ModelCommand::Push { dir } => {
                     let (entry, pushed) = registry::push(&store, dir).await?;

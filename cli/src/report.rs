@@ -11,8 +11,6 @@ use std::path::PathBuf;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::Args;
-use modelobs_adapters::s3::S3Store;
-use modelobs_adapters::{RetryPolicy, Retrying};
 use modelobs_core::records::{Granularity, WindowMetrics};
 use plotters::prelude::*;
 
@@ -70,10 +68,7 @@ pub fn run(args: &ReportArgs) -> Result<(), CliError> {
             .build()
             .map_err(anyhow::Error::from)?;
         let mut stored = runtime.block_on(async {
-            let store = Retrying::new(
-                S3Store::new(S3Store::client_from_env().await, bucket.clone()),
-                RetryPolicy::default(),
-            );
+            let store = crate::bucket_store(bucket).await;
             query(&store, granularity, from, to, None).await
         })?;
         windows.append(&mut stored);

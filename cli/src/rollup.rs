@@ -9,9 +9,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use clap::Args;
 use modelobs_adapters::memory::MemoryStore;
-use modelobs_adapters::s3::S3Store;
 use modelobs_adapters::{ObjectStore, PutCondition};
-use modelobs_adapters::{RetryPolicy, Retrying};
 use modelobs_core::eval::{self, coco_format};
 use modelobs_core::keys;
 use modelobs_core::records::{
@@ -73,10 +71,7 @@ pub fn run(args: &RollupArgs) -> Result<(), CliError> {
         }
     };
     let report = runtime()?.block_on(async {
-        let store = Retrying::new(
-            S3Store::new(S3Store::client_from_env().await, bucket),
-            RetryPolicy::default(),
-        );
+        let store = crate::bucket_store(&bucket).await;
         if args.emf {
             run_once(store, EmfSink, threshold).await
         } else {

@@ -5,8 +5,6 @@ use anyhow::Context;
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc};
 use clap::{Args, ValueEnum};
 use modelobs_adapters::ObjectStore;
-use modelobs_adapters::s3::S3Store;
-use modelobs_adapters::{RetryPolicy, Retrying};
 use modelobs_core::keys;
 use modelobs_core::records::{self, Granularity, WindowMetrics};
 
@@ -200,10 +198,7 @@ pub fn run(args: &MetricsArgs) -> Result<(), CliError> {
         .build()
         .map_err(anyhow::Error::from)?;
     let windows = runtime.block_on(async {
-        let store = Retrying::new(
-            S3Store::new(S3Store::client_from_env().await, bucket),
-            RetryPolicy::default(),
-        );
+        let store = crate::bucket_store(&bucket).await;
         query(
             &store,
             args.granularity.into(),

@@ -10,8 +10,6 @@ use std::path::PathBuf;
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 use clap::Args;
-use modelobs_adapters::s3::S3Store;
-use modelobs_adapters::{RetryPolicy, Retrying};
 use modelobs_core::export::ExportFilter;
 use modelobs_core::records::SampleReason;
 use modelobs_pipeline::dataset_export::{ExportRequest, export};
@@ -77,10 +75,7 @@ pub fn run(args: &ExportArgs) -> Result<()> {
         .enable_all()
         .build()?
         .block_on(async {
-            let store = Retrying::new(
-                S3Store::new(S3Store::client_from_env().await, &args.bucket),
-                RetryPolicy::default(),
-            );
+            let store = crate::bucket_store(&args.bucket).await;
             export(&store, &request, &args.out, &Bar::new()).await
         })?;
     summarize(

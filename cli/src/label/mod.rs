@@ -15,8 +15,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use modelobs_adapters::ObjectStore;
+use modelobs_adapters::Retrying;
 use modelobs_adapters::s3::S3Store;
-use modelobs_adapters::{RetryPolicy, Retrying};
 use modelobs_core::keys;
 use modelobs_core::records::{self, LabelingTask};
 use serde_json::Value;
@@ -87,10 +87,7 @@ pub struct TaskQueue<S> {
 impl TaskQueue<Retrying<S3Store>> {
     pub async fn from_env(bucket: &str) -> Self {
         Self {
-            store: Retrying::new(
-                S3Store::new(S3Store::client_from_env().await, bucket),
-                RetryPolicy::default(),
-            ),
+            store: crate::bucket_store(bucket).await,
         }
     }
 }
