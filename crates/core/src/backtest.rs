@@ -129,12 +129,10 @@ pub fn compare(
     };
 
     let all: Vec<usize> = (0..base.images.len()).collect();
-    let mut overall = group("all", &all);
+    // All images in ascending id order: the accumulation `modelobs eval` does.
+    let overall = group("all", &all);
     let baseline_summary = base.summary(&gt.categories);
     let candidate_summary = cand.summary(&gt.categories);
-    // Exactly `modelobs eval`'s numbers (the same accumulation, in the same order).
-    overall.baseline = Scores::from(&baseline_summary);
-    overall.candidate = Scores::from(&candidate_summary);
 
     let mut out_groups = Vec::with_capacity(groups.len());
     for (name, ids) in groups {
