@@ -154,3 +154,65 @@ fn without_onnx_runtime_it_says_how_to_get_it() {
         "{err}"
     );
 }
+
+/// Runs `modelobs predict` on `image` and waits for it with wait4: its exit
+/// code, stderr and peak resident memory in bytes.
+fn predict_measured(image: &Path) -> (Option<i32>, String, u64) {
+    use std::os::unix::process::ExitStatusExt;
+    let child = Command::new(env!("CARGO_BIN_EXE_modelobs"))
+        .arg("predict")
+        .args(["--model", &model()])
+        .arg(image)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run modelobs");
+    let pid = child.id() as libc::pid_t;
+    let mut stderr_pipe = child.stderr.expect("piped");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut stderr_pipe, &mut err).unwrap();
+    let mut status = 0;
+    // SAFETY: rusage is plain data that wait4 fills; pid is our unwaited child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid, "wait4: {}", std::io::Error::last_os_error());
+    let code = std::process::ExitStatus::from_raw(status).code();
+    (code, err, usage.ru_maxrss as u64 * 1024) // Linux: kilobytes
+}
+
+#[test]
+#[ignore = "needs ONNX Runtime (ORT_DYLIB_PATH): make test runs it"]
+fn decompression_bombs_are_refused_in_bounded_memory() {
+    modelobs_testkit::require_ort();
+    let dir = modelobs_testkit::temp_dir("predict-bombs");
+    std::fs::create_dir_all(&dir).unwrap();
+    // GIVEN a bomb in every format, the PNG metadata ones inflating to 2 GiB
+    // (a 2 MB file: what took 2.1 GB of memory before decoding was bounded)
+    for bomb in modelobs_testkit::bombs::all(2 << 30) {
+        let path = dir.join(bomb.name.replace(' ', "-"));
+        std::fs::write(&path, &bomb.bytes).unwrap();
+        // WHEN `modelobs predict` is run on it
+        let (code, err, peak) = predict_measured(&path);
+        // THEN it is refused as too large (exit 2), in well under 300 MB in
+        // all: the model and runtime loaded, no pixels or metadata inflated
+        println!(
+            "{:<44} {:>9} bytes  peak RSS {:>4} MB",
+            bomb.name,
+            bomb.bytes.len(),
+            peak >> 20
+        );
+        assert_eq!(code, Some(2), "{}: {err}", bomb.name);
+        assert!(
+            err.contains("pixels, over the limit") || err.contains("image refused"),
+            "{}: {err}",
+            bomb.name
+        );
+        assert!(
+            peak < 300 << 20,
+            "{}: peak RSS {} MB",
+            bomb.name,
+            peak >> 20
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

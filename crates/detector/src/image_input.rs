@@ -8,7 +8,8 @@ use std::io::Cursor;
 use image::codecs::jpeg::JpegDecoder;
 use image::codecs::png::PngDecoder;
 use image::codecs::webp::WebPDecoder;
-use image::{DynamicImage, ImageDecoder, ImageError, RgbImage};
+use image::error::LimitErrorKind;
+use image::{DynamicImage, ImageDecoder, ImageError, Limits, RgbImage};
 
 use crate::DetectError;
 
@@ -78,16 +79,33 @@ pub struct DecodedImage {
     pub rgb: RgbImage,
 }
 
+/// What a decoder may allocate beside the pixel buffer: ICC profiles, text and
+/// EXIF chunks (PNG inflates them: a 2 MB iCCP chunk can claim 2 GiB), chunk
+/// and line buffers. Real photos carry well under 1 MiB of metadata.
+pub const METADATA_BUDGET: u64 = 16 << 20;
+
 /// Refuses an image whose header claims more than `max_pixels`, then decodes
 /// it, applies its EXIF orientation and converts it to 8-bit RGB.
+///
+/// Memory is bounded before anything the input controls is allocated: the
+/// pixel count from the header, and for PNG (the one format whose metadata
+/// is compressed) a decoder allocation limit of [`METADATA_BUDGET`] plus a
+/// few rows, so the whole decode needs at most the pixels (8 bytes each at
+/// 16-bit RGBA) and 16 MiB. JPEG and WebP metadata is stored raw, so it is
+/// bounded by the bytes received.
 pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<DecodedImage, DetectError> {
     let format = sniff(bytes)?;
+    let mut png_limits = None;
     if format == ImageFormat::Png {
         // The IHDR chunk sits at a fixed offset: check it before the decoder
         // reads further (a crafted header needs no valid data after it).
         if let Some((w, h)) = png_ihdr_dimensions(bytes) {
             check_pixels(w, h, max_pixels)?;
+            png_limits = Some(png_limits_for(w));
         }
+        // The png crate drops an ICC profile over its limit and decodes on;
+        // a file built to inflate that far is refused instead.
+        check_png_metadata(bytes)?;
     }
     if format == ImageFormat::Jpeg && !jpeg_has_end(bytes) {
         // zune-jpeg pads a cut-off scan with grey and calls it decoded; Pillow
@@ -99,7 +117,11 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<DecodedImage, DetectError
     let cursor = Cursor::new(bytes);
     let image = match format {
         ImageFormat::Jpeg => decode_with(JpegDecoder::new(cursor), max_pixels)?,
-        ImageFormat::Png => decode_with(PngDecoder::new(cursor), max_pixels)?,
+        ImageFormat::Png => decode_with(
+            // No IHDR where it belongs: the decoder refuses it before allocating.
+            PngDecoder::with_limits(cursor, png_limits.unwrap_or_else(|| png_limits_for(0))),
+            max_pixels,
+        )?,
         ImageFormat::WebP => decode_with(WebPDecoder::new(cursor), max_pixels)?,
     };
     Ok(DecodedImage {
@@ -125,8 +147,80 @@ fn decode_with(
     Ok(image)
 }
 
+/// Refuses a PNG whose compressed metadata (iCCP, zTXt, compressed iTXt)
+/// inflates to more than [`METADATA_BUDGET`] in all, counted by streaming
+/// into nothing: at most the budget is ever inflated, none of it kept.
+/// Chunks are walked by their lengths; a malformed one ends the walk and is
+/// left to the decoder to refuse.
+pub fn check_png_metadata(bytes: &[u8]) -> Result<(), DetectError> {
+    let mut left = METADATA_BUDGET;
+    let mut i = PNG_MAGIC.len();
+    while let Some(header) = bytes.get(i..i + 8) {
+        let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        let kind = &header[4..8];
+        let Some(data) = bytes.get(i + 8..(i + 8).saturating_add(len)) else {
+            break;
+        };
+        if let Some(stream) = compressed_metadata(kind, data) {
+            let inflated = std::io::copy(
+                &mut std::io::Read::take(flate2::read::ZlibDecoder::new(stream), left + 1),
+                &mut std::io::sink(),
+            )
+            .unwrap_or(0); // corrupt: the decoder's to judge
+            if inflated > left {
+                return Err(DetectError::OverMemoryBudget(format!(
+                    "its {} chunks inflate to more than {} MiB",
+                    String::from_utf8_lossy(kind),
+                    METADATA_BUDGET >> 20
+                )));
+            }
+            left -= inflated;
+        }
+        if kind == b"IEND" {
+            break;
+        }
+        i += 12 + len; // length, type, data, CRC
+    }
+    Ok(())
+}
+
+/// The zlib stream inside an iCCP, zTXt or compressed iTXt chunk's data.
+fn compressed_metadata<'a>(kind: &[u8], data: &'a [u8]) -> Option<&'a [u8]> {
+    let after_nul = |d: &'a [u8]| d.iter().position(|&b| b == 0).map(|p| &d[p + 1..]);
+    match kind {
+        // keyword \0, method, stream
+        b"iCCP" | b"zTXt" => after_nul(data)?.get(1..),
+        // keyword \0, compressed flag, method, language \0, translated keyword \0, text
+        b"iTXt" => {
+            let rest = after_nul(data)?;
+            if *rest.first()? != 1 {
+                return None;
+            }
+            after_nul(after_nul(rest.get(2..)?)?)
+        }
+        _ => None,
+    }
+}
+
+/// The png crate's own allocations (not the output image): metadata, chunk
+/// buffers and a few rows of up to 8 bytes a pixel.
+fn png_limits_for(width: u32) -> Limits {
+    let mut limits = Limits::default();
+    limits.max_alloc = Some(METADATA_BUDGET + 4 * 8 * u64::from(width));
+    limits
+}
+
 fn decode_error(e: ImageError) -> DetectError {
-    DetectError::Decode(e.to_string())
+    match e {
+        ImageError::Limits(ref l) if matches!(l.kind(), LimitErrorKind::InsufficientMemory) => {
+            DetectError::OverMemoryBudget(format!(
+                "decoding needs more than the {} MiB allowed beside the pixels \
+                 (compressed metadata or chunks that inflate too far)",
+                METADATA_BUDGET >> 20
+            ))
+        }
+        e => DetectError::Decode(e.to_string()),
+    }
 }
 
 pub fn check_pixels(width: u32, height: u32, limit: u64) -> Result<(), DetectError> {

@@ -56,9 +56,25 @@ pub enum DetectError {
         pixels: u64,
         limit: u64,
     },
+    /// Decoding would allocate more than the pixels and the metadata budget
+    /// allow (a decompression bomb in the metadata): refused, not attempted.
+    #[error("image refused: {0}")]
+    OverMemoryBudget(String),
     /// The model or its runtime failed: not the client's fault.
     #[error("model failure: {0}")]
     Model(String),
+}
+
+impl DetectError {
+    /// The stable error code callers see (HTTP bodies, rejected-upload reasons).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::UnsupportedFormat(_) => "unsupported_image_format",
+            Self::Decode(_) => "undecodable_image",
+            Self::TooManyPixels { .. } | Self::OverMemoryBudget(_) => "image_too_large",
+            Self::Model(_) => "model_failure",
+        }
+    }
 }
 
 /// Decoded image facts the caller records.

@@ -107,11 +107,7 @@ async fn handle_record<D: Detector, S: ObjectStore>(
             let (moved_to, reason_key) = keys::rejected_upload(&key);
             let reason = json!({
                 "key": key,
-                "code": match refusal {
-                    DetectError::UnsupportedFormat(_) => "unsupported_image_format",
-                    DetectError::TooManyPixels { .. } => "image_too_large",
-                    _ => "undecodable_image",
-                },
+                "code": refusal.code(),
                 "message": refusal.to_string(),
                 "rejected_at": Utc::now(),
             });

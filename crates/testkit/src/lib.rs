@@ -15,6 +15,7 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod bombs;
 pub mod fake_labelbox;
 pub mod fake_observe;
 

@@ -27,7 +27,9 @@ impl ApiError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Detect(DetectError::UnsupportedFormat(_)) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Detect(DetectError::Decode(_)) => StatusCode::BAD_REQUEST,
-            Self::Detect(DetectError::TooManyPixels { .. }) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Detect(DetectError::TooManyPixels { .. } | DetectError::OverMemoryBudget(_)) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             Self::Detect(DetectError::Model(_)) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -37,10 +39,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::BadRequest(_) => "bad_request",
-            Self::Detect(DetectError::UnsupportedFormat(_)) => "unsupported_image_format",
-            Self::Detect(DetectError::Decode(_)) => "undecodable_image",
-            Self::Detect(DetectError::TooManyPixels { .. }) => "image_too_large",
-            Self::Detect(DetectError::Model(_)) => "model_failure",
+            Self::Detect(e) => e.code(),
         }
     }
 

@@ -58,6 +58,20 @@ async fn photos_and_bad_images_through_the_real_model() {
             "{name}: {body}"
         );
     }
+    // Decompression bombs in every format: 422 with a JSON body, nothing stored
+    for bomb in modelobs_testkit::bombs::all(256 << 20) {
+        let mut req = fixture("predict-png.json");
+        req.headers_mut()
+            .insert("content-type", bomb.content_type.parse().unwrap());
+        *req.body_mut() = Body::Binary(bomb.bytes);
+        let (got, body) = call(&deps, req).await;
+        assert_eq!(
+            (got, body["error"]["code"].as_str()),
+            (422, Some("image_too_large")),
+            "{}: {body}",
+            bomb.name
+        );
+    }
     assert!(deps.store.keys().is_empty());
 
     let photos = std::env::var("MODELOBS_TEST_PHOTOS").unwrap_or("/usr/share/darknet/data".into());
