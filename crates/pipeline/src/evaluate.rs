@@ -6,11 +6,25 @@
 //! and touch their own version's windows.
 //! A message that can't be handled fails alone (`batchItemFailures`): SQS
 //! retries it and then moves it to the DLQ; the rest of the batch succeeds.
+//!
+//! # Newest label wins, whatever the order of the handlers
+//!
+//! A handler reads the label, then writes. A slow one may have read an older
+//! label than another that wrote before it, so no write is blind:
+//! - an evaluation is written by compare-and-swap (`If-Match` on the ETag
+//!   read, `If-None-Match` when there is none) and only over an evaluation
+//!   of the same or an older label version;
+//! - a deleted label's evaluation is removed only when what is stored is of
+//!   the same or an older version; S3 (and our emulators) cannot make that
+//!   delete conditional, so the label is read again after it, and if it has
+//!   moved on the message fails: its retry evaluates the newer label. Any
+//!   evaluation the delete could have removed was written after that newer
+//!   label was stored, so the second read sees it.
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use modelobs_adapters::{ObjectStore, PutCondition, StoreError};
+use modelobs_adapters::{ObjectStore, PutCondition, PutOutcome, StoreError};
 use modelobs_core::records::{
     self, CaptureId, CaptureRecord, Granularity, GroundTruth, ImageEval, Window,
 };
@@ -40,9 +54,16 @@ pub enum MessageError {
         stored: i64,
         wanted: i64,
     },
+    #[error("{key} moved from version {read} to {now} while its deletion was applied; retried")]
+    LabelMovedOn { key: String, read: i64, now: i64 },
+    #[error("{key} kept changing under {attempts} compare-and-swap attempts")]
+    Contended { key: String, attempts: usize },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+
+/// Compare-and-swap attempts on one evaluation key before the message fails.
+const CAS_ATTEMPTS: usize = 5;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
@@ -154,8 +175,9 @@ async fn handle_message<S: ObjectStore, M: MetricsSink>(
     }
 
     let eval_key = keys::image_eval(id, capture.captured_at);
+    let mut removed_any = false;
     let outcome = if truth.deleted {
-        deps.store.delete(&eval_key).await?;
+        removed_any |= remove_eval(deps, &eval_key, truth.version()).await?;
         Outcome::Removed { id }
     } else {
         // Always the newest label, whichever version the message names: an
@@ -177,11 +199,21 @@ async fn handle_message<S: ObjectStore, M: MetricsSink>(
             },
         )?;
         if truth.deleted {
-            deps.store.delete(&key).await?;
+            removed_any |= remove_eval(deps, &key, truth.version()).await?;
         } else {
             store_eval(deps, &key, &shadow, &truth, &label_key).await?;
         }
         versions.push(shadow.model.version.clone());
+    }
+    if removed_any {
+        let now: GroundTruth = load(deps, &label_key).await?;
+        if now.version() != truth.version() {
+            return Err(MessageError::LabelMovedOn {
+                key: label_key,
+                read: truth.version(),
+                now: now.version(),
+            });
+        }
     }
     // After the evaluations are written: a rollup that lists these touches sees them.
     let touch = touch_id(message, (deps.now)());
@@ -214,12 +246,81 @@ async fn store_eval<S: ObjectStore, M: MetricsSink>(
             source,
         }
     })?;
-    put(deps, key, Bytes::from(records::to_json(&eval))).await?;
+    if !put_newest(deps, key, &eval).await? {
+        tracing::info!(capture_id = %capture.id, key, label_version = eval.label_version,
+            "an evaluation of a newer label is stored; this one is dropped");
+        return Ok(eval);
+    }
     // A sink failure never loses the evaluation: it is in S3 already.
     if let Err(e) = deps.sink.emit_image(&eval).await {
         tracing::warn!(capture_id = %capture.id, error = %e, "metrics sink failed");
     }
     Ok(eval)
+}
+
+/// The label version of the evaluation stored at `key`, with its ETag;
+/// `None` for no evaluation. One that does not parse is treated as oldest
+/// (version `i64::MIN`): the next write replaces it.
+async fn stored_version<S: ObjectStore, M>(
+    deps: &Deps<S, M>,
+    key: &str,
+) -> Result<Option<(i64, String)>, MessageError> {
+    Ok(deps.store.get(key).await?.map(|o| {
+        let version = records::from_json::<ImageEval>(&o.body)
+            .map(|e| e.label_version)
+            .unwrap_or_else(|e| {
+                tracing::warn!(key, error = %e, "stored evaluation does not parse; replacing it");
+                i64::MIN
+            });
+        (version, o.etag)
+    }))
+}
+
+/// Writes `eval` at `key` unless an evaluation of a newer label is stored:
+/// compare-and-swap on what was read. `false`: a newer one won.
+async fn put_newest<S: ObjectStore, M>(
+    deps: &Deps<S, M>,
+    key: &str,
+    eval: &ImageEval,
+) -> Result<bool, MessageError> {
+    let body = Bytes::from(records::to_json(eval));
+    for _ in 0..CAS_ATTEMPTS {
+        let condition = match stored_version(deps, key).await? {
+            Some((version, _)) if version > eval.label_version => return Ok(false),
+            Some((_, etag)) => PutCondition::IfMatch(etag),
+            None => PutCondition::IfAbsent,
+        };
+        match deps
+            .store
+            .put(key, body.clone(), "application/json", condition)
+            .await?
+        {
+            PutOutcome::Written { .. } => return Ok(true),
+            PutOutcome::ConditionFailed => continue,
+        }
+    }
+    Err(MessageError::Contended {
+        key: key.to_string(),
+        attempts: CAS_ATTEMPTS,
+    })
+}
+
+/// Removes the evaluation at `key` unless it is of a label newer than
+/// `version`; whether anything was deleted (the caller then re-reads the
+/// label: see the module docs).
+async fn remove_eval<S: ObjectStore, M>(
+    deps: &Deps<S, M>,
+    key: &str,
+    version: i64,
+) -> Result<bool, MessageError> {
+    match stored_version(deps, key).await? {
+        None => Ok(false),
+        Some((stored, _)) if stored > version => Ok(false),
+        Some(_) => {
+            deps.store.delete(key).await?;
+            Ok(true)
+        }
+    }
 }
 
 /// The shadow models' records of `capture` (`keys::shadow_captures_of`);

@@ -32,6 +32,15 @@ fn event(name: &str) -> SqsEvent {
 }
 
 async fn deps_with_label(truth: &GroundTruth) -> Deps<Retrying<MemoryStore>, MemorySink> {
+    Deps {
+        store: Retrying::new(seeded(truth).await, RetryPolicy::immediate(2)),
+        sink: MemorySink::default(),
+        now,
+    }
+}
+
+/// A bucket holding the capture and `truth` as its label.
+async fn seeded(truth: &GroundTruth) -> MemoryStore {
     let store = MemoryStore::new();
     let capture: CaptureRecord = records::from_json(CAPTURE).unwrap();
     put(
@@ -41,11 +50,7 @@ async fn deps_with_label(truth: &GroundTruth) -> Deps<Retrying<MemoryStore>, Mem
     )
     .await;
     put(&store, &keys::label(truth.id), records::to_json(truth)).await;
-    Deps {
-        store: Retrying::new(store, RetryPolicy::immediate(2)),
-        sink: MemorySink::default(),
-        now,
-    }
+    store
 }
 
 fn truth() -> GroundTruth {
@@ -256,5 +261,120 @@ async fn a_shadow_record_of_another_capture_fails_the_message() {
             .batch_item_failures
             .len(),
         1
+    );
+}
+
+/// Deps over a store that can replay stale reads, with `truth` as the label.
+async fn racing_deps(truth: &GroundTruth) -> Deps<support::StaleReads<MemoryStore>, MemorySink> {
+    Deps {
+        store: support::StaleReads::new(seeded(truth).await),
+        sink: MemorySink::default(),
+        now,
+    }
+}
+
+fn stored_eval(store: &MemoryStore) -> Option<ImageEval> {
+    store
+        .body(&eval_key())
+        .map(|b| records::from_json(&b).unwrap())
+}
+
+#[tokio::test]
+async fn a_slow_handler_of_an_older_label_never_overwrites_a_newer_evaluation() {
+    // GIVEN label v2 stored and evaluated
+    let v1 = truth();
+    let mut v2 = v1.clone();
+    v2.updated_at += Duration::minutes(10);
+    v2.objects[2].label = "cow".into();
+    v2.objects[2].class_id = 19;
+    let d = racing_deps(&v2).await;
+    assert!(
+        handle(event("label-arrived.json"), &d)
+            .await
+            .batch_item_failures
+            .is_empty()
+    );
+    assert_eq!(
+        stored_eval(&d.store.inner).unwrap().label_version,
+        v2.version()
+    );
+    // WHEN a handler that read v1 before v2 was stored writes its evaluation
+    d.store
+        .answer_next(&keys::label(v1.id), Some(records::to_json(&v1)));
+    let resp = handle(event("label-arrived.json"), &d).await;
+    // THEN v2's evaluation stays, and the message is done (nothing to retry)
+    assert!(resp.batch_item_failures.is_empty());
+    let eval = stored_eval(&d.store.inner).unwrap();
+    assert_eq!(eval.label_version, v2.version());
+    assert_eq!(eval.at_serving_threshold.tp, 3);
+}
+
+#[tokio::test]
+async fn an_old_tombstone_never_removes_a_re_created_labels_evaluation() {
+    // GIVEN the label deleted (v2) and then created again (v3), evaluated
+    let v1 = truth();
+    let mut v2 = v1.clone();
+    v2.updated_at += Duration::minutes(10);
+    v2.deleted = true;
+    v2.objects.clear();
+    let mut v3 = v1.clone();
+    v3.updated_at += Duration::minutes(20);
+    let d = racing_deps(&v3).await;
+    assert!(
+        handle(event("label-arrived.json"), &d)
+            .await
+            .batch_item_failures
+            .is_empty()
+    );
+    // WHEN a slow handler that read the tombstone applies it
+    d.store
+        .answer_next(&keys::label(v1.id), Some(records::to_json(&v2)));
+    let resp = handle(event("label-arrived.json"), &d).await;
+    // THEN v3's evaluation stays
+    assert!(resp.batch_item_failures.is_empty());
+    assert_eq!(
+        stored_eval(&d.store.inner).unwrap().label_version,
+        v3.version()
+    );
+}
+
+#[tokio::test]
+async fn a_tombstone_racing_a_re_creation_fails_and_its_retry_restores_the_evaluation() {
+    // GIVEN v3 (re-created) stored and evaluated, and a tombstone handler
+    // that read the label (v2, deleted) and the evaluation key (empty) before
+    // v3's evaluation was written (it saw v1's): its delete removes v3's
+    let v1 = truth();
+    let mut v2 = v1.clone();
+    v2.updated_at += Duration::minutes(10);
+    v2.deleted = true;
+    v2.objects.clear();
+    let mut v3 = v1.clone();
+    v3.updated_at += Duration::minutes(20);
+    let d = racing_deps(&v3).await;
+    assert!(
+        handle(event("label-arrived.json"), &d)
+            .await
+            .batch_item_failures
+            .is_empty()
+    );
+    d.store
+        .answer_next(&keys::label(v1.id), Some(records::to_json(&v2)));
+    let mut before = stored_eval(&d.store.inner).unwrap();
+    before.label_version = v1.version();
+    d.store
+        .answer_next(&eval_key(), Some(records::to_json(&before)));
+    // WHEN it runs
+    let resp = handle(event("label-arrived.json"), &d).await;
+    // THEN it fails (the label moved on) and SQS's retry evaluates v3 again
+    assert_eq!(resp.batch_item_failures.len(), 1);
+    assert!(
+        handle(event("label-arrived.json"), &d)
+            .await
+            .batch_item_failures
+            .is_empty()
+    );
+    assert_eq!(
+        stored_eval(&d.store.inner).unwrap().label_version,
+        v3.version()
     );
 }
