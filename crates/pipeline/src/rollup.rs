@@ -24,6 +24,19 @@
 //! a plain delete after reading could remove a touch written in between.
 //! Touch keys are cheap: two per label message, gone at the next run.
 //!
+//! # Two rollups at once
+//!
+//! The deployed rollup runs one at a time (reserved concurrency 1, no async
+//! retries: template.yaml), but an operator's `modelobs rollup` may overlap
+//! it, and a slow run that read the bucket before another may finish after
+//! it, when the other has consumed the touches they shared. So the window is
+//! written by compare-and-swap on the ETag the run read *before* it read the
+//! evaluations: if another run stored the window since, this run writes
+//! nothing and keeps its touches, and the next run recomputes the window.
+//! Removing an emptied window cannot be conditional on S3: the run checks
+//! the ETag just before the delete, and after it lists the window's
+//! evaluations again; if any are back it writes a fresh touch.
+//!
 //! Each window is independent: a failure is logged and reported, the other
 //! windows still roll, and the invocation then fails so that Lambda's retry
 //! and the errors alarm see it. The window's touches stay for the next run.
@@ -44,7 +57,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Timelike, Utc};
 use futures_util::{StreamExt, stream};
-use modelobs_adapters::{ListedObject, ObjectStore, PutCondition, StoreError, StoredObject};
+use modelobs_adapters::{
+    ListedObject, ObjectStore, PutCondition, PutOutcome, StoreError, StoredObject,
+};
 use modelobs_core::records::{self, Granularity, ImageEval, ModelRef, Window, WindowMetrics};
 use modelobs_core::{CoreError, keys};
 use serde::Serialize;
@@ -90,8 +105,12 @@ pub struct RolledWindow {
     /// COCO AP over the window; `None` when it has no labelled image left
     /// (every label deleted): the stored window is deleted then.
     pub ap: Option<f64>,
-    /// Touch markers consumed.
+    /// Touch markers consumed (0 when not written).
     pub touches: usize,
+    /// `false`: another run stored the window while this one read it; this
+    /// run's result may be older, so it wrote nothing and left its touches
+    /// for the next run.
+    pub written: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -232,6 +251,10 @@ struct Prepared {
     evals: Vec<Arc<ImageEval>>,
     captures: u64,
     touch_keys: Vec<String>,
+    version: String,
+    /// The stored window's ETag before the evaluations were read (`None`:
+    /// no window then): the write's condition.
+    read_etag: Option<String>,
 }
 
 impl Prepared {
@@ -271,6 +294,8 @@ async fn prepare<S: ObjectStore, M>(
         key: touch_keys[0].clone(),
         source,
     })?;
+    // Before the evaluations: a window stored after this read is newer than ours.
+    let read_etag = deps.store.get(&key).await?.map(|o| o.etag);
     let evals: Vec<Arc<ImageEval>> = load_evals(deps, cache, &window)
         .await?
         .into_iter()
@@ -305,6 +330,8 @@ async fn prepare<S: ObjectStore, M>(
         evals,
         captures,
         touch_keys,
+        version,
+        read_etag,
     })
 }
 
@@ -313,38 +340,100 @@ async fn store_window<S: ObjectStore, M: MetricsSink>(
     p: Prepared,
     computed: Result<Option<WindowMetrics>, RollupError>,
 ) -> Result<RolledWindow, RollupError> {
-    let rolled = match computed? {
+    let metrics = computed?;
+    let written = match &metrics {
+        // Every label of the window was deleted: so is the window.
         None => {
-            // Every label of the window was deleted: so is the window.
-            deps.store.delete(&p.key).await?;
-            RolledWindow {
-                key: p.key,
-                images_labelled: 0,
-                ap: None,
-                touches: p.touch_keys.len(),
+            let unchanged = deps.store.get(&p.key).await?.map(|o| o.etag) == p.read_etag;
+            if unchanged && p.read_etag.is_some() {
+                deps.store.delete(&p.key).await?;
+                retouch_if_refilled(deps, &p).await?;
             }
+            unchanged
         }
         Some(metrics) => {
-            let body = bytes::Bytes::from(records::to_json(&metrics));
-            deps.store
-                .put(&p.key, body, "application/json", PutCondition::Always)
+            let condition = match &p.read_etag {
+                Some(etag) => PutCondition::IfMatch(etag.clone()),
+                None => PutCondition::IfAbsent,
+            };
+            let body = bytes::Bytes::from(records::to_json(metrics));
+            let outcome = deps
+                .store
+                .put(&p.key, body, "application/json", condition)
                 .await?;
-            if let Err(e) = deps.sink.emit_window(&metrics).await {
+            let written = matches!(outcome, PutOutcome::Written { .. });
+            if written && let Err(e) = deps.sink.emit_window(metrics).await {
                 tracing::warn!(window = p.key, error = %e, "metrics sink failed; the window is stored");
             }
-            RolledWindow {
-                key: p.key,
-                images_labelled: metrics.images_labelled,
-                ap: Some(metrics.coco.ap),
-                touches: p.touch_keys.len(),
-            }
+            written
         }
     };
-    // Only the touches listed before the evaluations were read.
-    for touch in &p.touch_keys {
-        deps.store.delete(touch).await?;
+    if !written {
+        tracing::warn!(
+            window = p.key,
+            "another run stored this window while we read it; not written, touches kept for the next run"
+        );
+    } else {
+        // Only the touches listed before the evaluations were read.
+        for touch in &p.touch_keys {
+            deps.store.delete(touch).await?;
+        }
     }
-    Ok(rolled)
+    Ok(RolledWindow {
+        key: p.key,
+        images_labelled: metrics.as_ref().map_or(0, |m| m.images_labelled),
+        ap: metrics.as_ref().map(|m| m.coco.ap),
+        touches: if written { p.touch_keys.len() } else { 0 },
+        written,
+    })
+}
+
+/// After an emptied window's delete: if evaluations of its version are back
+/// (written since this run read them), a fresh touch makes the next run
+/// recompute the window the delete may have removed.
+async fn retouch_if_refilled<S: ObjectStore, M>(
+    deps: &RollupDeps<S, M>,
+    p: &Prepared,
+) -> Result<(), RollupError> {
+    let mut refilled = false;
+    for o in deps
+        .store
+        .list(&keys::image_evals_prefix(&p.window))
+        .await?
+    {
+        if let Some(object) = deps.store.get(&o.key).await?
+            && parse_eval(&object.body).is_ok_and(|e| e.model.version == p.version)
+        {
+            refilled = true;
+            break;
+        }
+    }
+    if refilled {
+        let touch = format!(
+            "{:013}-rollup-refilled",
+            (deps.now)().timestamp_millis().max(0)
+        );
+        let key = keys::window_touch(&p.window, &p.version, &touch).map_err(|source| {
+            RollupError::Malformed {
+                key: p.key.clone(),
+                source,
+            }
+        })?;
+        tracing::warn!(
+            window = p.key,
+            touch = key,
+            "evaluations came back after the window was emptied; touched again"
+        );
+        deps.store
+            .put(
+                &key,
+                bytes::Bytes::from_static(b"{}"),
+                "application/json",
+                PutCondition::Always,
+            )
+            .await?;
+    }
+    Ok(())
 }
 
 /// Every evaluation now stored under the window's prefix (all model versions).

@@ -595,6 +595,50 @@ async fn a_touch_that_lands_while_the_rollup_runs_is_not_lost() {
 }
 
 #[tokio::test]
+async fn a_slow_rollup_never_overwrites_a_window_stored_while_it_read() {
+    let w = World::new().await;
+    rollup::run(&w.rollup()).await.unwrap();
+    let key = keys::window_metrics(&hour(7), VERSION).unwrap();
+    let before = w.store.body(&key).unwrap().to_vec();
+    // GIVEN a relabelled image in hour 07, evaluated and rolled up
+    let (capture, truth) = w.images.iter().find(|(_, t)| t.objects.len() >= 2).unwrap();
+    let eval_key = keys::image_eval(capture.id, capture.captured_at);
+    let old_eval = w.store.body(&eval_key).unwrap().to_vec();
+    let mut relabelled = truth.clone();
+    relabelled.objects.truncate(1);
+    relabelled.updated_at += Duration::minutes(5);
+    put(
+        &*w.store,
+        &keys::label(truth.id),
+        records::to_json(&relabelled),
+    )
+    .await;
+    w.deliver("relabel", &relabelled).await;
+    rollup::run(&w.rollup()).await.unwrap();
+    let newest = w.window(&hour(7)).unwrap();
+    assert_ne!(w.store.body(&key).unwrap().to_vec(), before);
+
+    // WHEN a run that read the window and the old evaluation before that
+    // (it started first, with a touch of its own) finishes after it
+    let its_touch = keys::window_touch(&hour(7), VERSION, "0000000000001-slow").unwrap();
+    put(&*w.store, &its_touch, b"{}".to_vec()).await;
+    let slow = support::StaleReads::new(w.store.clone());
+    slow.answer_next(&key, Some(before));
+    slow.answer_next(&eval_key, Some(old_eval));
+    let report = rollup::run(&rollup_deps(slow)).await.unwrap();
+
+    // THEN the newer window stays, the slow run says so and keeps its touch
+    assert_eq!(w.window(&hour(7)).unwrap(), newest);
+    let rolled = report.rolled.iter().find(|r| r.key == key).unwrap();
+    assert!(!rolled.written);
+    assert_eq!(w.touches(), vec![its_touch]);
+    // ... and the next run recomputes the same, newest window
+    rollup::run(&w.rollup()).await.unwrap();
+    assert_eq!(w.window(&hour(7)).unwrap(), newest);
+    assert!(w.touches().is_empty());
+}
+
+#[tokio::test]
 async fn a_bad_window_fails_alone_and_fails_the_invocation() {
     let w = World::new().await;
     // GIVEN an unreadable evaluation in hour 09
