@@ -7,11 +7,14 @@
 //! 2. a sampled decision starts `pending` and becomes `submitted` (`If-Match`)
 //!    only after the backend accepted the item; a failure leaves it pending and
 //!    fails the event, so S3 retries it (then the failure destination);
-//! 3. a delivery that finds `submitted` or `skipped` does nothing.
+//! 3. a delivery that finds `submitted` or `skipped` does nothing;
+//! 4. a decision still `pending` after S3's retries gave up (a labeling
+//!    outage longer than they last) is re-submitted by [`sweep`], on a
+//!    schedule: it already holds its quota slot, so the slot is not lost.
 
 use aws_lambda_events::event::s3::{S3Event, S3EventRecord};
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use modelobs_adapters::{ObjectStore, PutCondition, PutOutcome, StoreError, StoredObject};
 use modelobs_core::records::{self, CaptureId, CaptureRecord, SampleState, SamplingDecision};
 use modelobs_core::sampling::{self, Candidate, QuotaOutcome, SamplingPolicy};
@@ -227,6 +230,124 @@ async fn submit<B: LabelingBackend, S: ObjectStore>(
             state: SampleState::Submitted,
         }),
     }
+}
+
+/// Which pending decisions a sweep re-submits.
+#[derive(Debug, Clone, Copy)]
+pub struct SweepSettings {
+    /// Only decisions made at least this long ago: younger ones may still be
+    /// in S3's own retries.
+    pub older_than: Duration,
+    /// Only captures from this far back (the listing is by capture-id time).
+    pub within: Duration,
+}
+
+impl Default for SweepSettings {
+    fn default() -> Self {
+        Self {
+            older_than: Duration::minutes(15),
+            within: Duration::days(7),
+        }
+    }
+}
+
+/// What a sweep found and did.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct SweepReport {
+    /// Decisions read.
+    pub checked: usize,
+    /// Of those, pending and old enough.
+    pub pending: usize,
+    pub resubmitted: Vec<CaptureId>,
+    /// Still failing: `(capture id, error)`; they stay pending for the next sweep.
+    pub failed: Vec<(CaptureId, String)>,
+}
+
+/// Re-submits every decision still `pending` (see the module docs). Decision
+/// keys are `samples/<capture id>.json` and capture ids are UUIDv7, so the
+/// listing is by id prefix: one LIST per ~3 days of captures in `within`,
+/// never the quota slots. A capture that fails again is reported and stays
+/// pending; the others go on.
+pub async fn sweep<B: LabelingBackend, S: ObjectStore>(
+    deps: &Deps<B, S>,
+    settings: SweepSettings,
+) -> Result<SweepReport, SamplerError> {
+    let now = (deps.now)();
+    let (from, to) = (now - settings.within, now - settings.older_than);
+    let mut report = SweepReport::default();
+    // The UUID's first 5 hex digits are the top 20 of its 48-bit millisecond time.
+    let unit = |t: DateTime<Utc>| (t.timestamp_millis().max(0) as u64) >> 28;
+    for prefix in unit(from)..=unit(to) {
+        let prefix = format!("{}{prefix:05x}", keys::SAMPLES);
+        let listed = deps
+            .store
+            .list(&prefix)
+            .await
+            .map_err(|source| SamplerError::Store {
+                key: prefix.clone(),
+                source,
+            })?;
+        for object in listed {
+            let Some(id) = object
+                .key
+                .strip_prefix(keys::SAMPLES)
+                .and_then(|k| k.strip_suffix(".json"))
+                .and_then(|k| k.parse::<uuid::Uuid>().ok())
+                .map(CaptureId)
+            else {
+                continue;
+            };
+            if id.captured_at().is_none_or(|t| t < from || t > to) {
+                continue;
+            }
+            let Some(existing) = get(deps, &object.key).await? else {
+                continue;
+            };
+            report.checked += 1;
+            let decision: SamplingDecision = match records::from_json(&existing.body) {
+                Ok(d) => d,
+                Err(e) => {
+                    report.failed.push((id, format!("{}: {e}", object.key)));
+                    continue;
+                }
+            };
+            if decision.state != SampleState::Pending || decision.decided_at > to {
+                continue;
+            }
+            report.pending += 1;
+            match resubmit(deps, decision, existing.etag).await {
+                Ok(_) => {
+                    tracing::info!(capture_id = %id, "pending decision re-submitted");
+                    report.resubmitted.push(id);
+                }
+                Err(e) => {
+                    tracing::warn!(capture_id = %id, error = %e, "pending decision still failing");
+                    report.failed.push((id, e.to_string()));
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
+async fn resubmit<B: LabelingBackend, S: ObjectStore>(
+    deps: &Deps<B, S>,
+    decision: SamplingDecision,
+    etag: String,
+) -> Result<Outcome, SamplerError> {
+    let key = decision.capture_key.clone();
+    let Some(object) = get(deps, &key).await? else {
+        return Err(SamplerError::Malformed {
+            key,
+            source: CoreError::InvalidRecord("the capture record is gone".into()),
+        });
+    };
+    let capture: CaptureRecord =
+        records::from_json(&object.body).map_err(|source| SamplerError::Malformed {
+            key: key.clone(),
+            source,
+        })?;
+    submit(deps, &capture, &key, decision, etag).await
 }
 
 fn skipped(key: String, why: &'static str) -> Outcome {

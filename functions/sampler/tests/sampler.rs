@@ -16,7 +16,7 @@ use modelobs_core::records::{
 };
 use modelobs_core::sampling::SamplingPolicy;
 use modelobs_pipeline::labeling::{BackendError, LabelingBackend, LocalQueue, Submitted};
-use modelobs_pipeline::sample::{Deps, Outcome, SamplerError, handle};
+use modelobs_pipeline::sample::{Deps, Outcome, SamplerError, SweepSettings, handle, sweep};
 
 const CAPTURE: &[u8] = include_bytes!("../../../events/records/capture-record.json");
 
@@ -196,6 +196,67 @@ async fn a_backend_failure_stays_pending_and_the_retry_submits() {
         .filter(|k| k.contains("/slots/"))
         .count();
     assert_eq!(slots, 1, "the retry kept its one slot");
+}
+
+#[tokio::test]
+async fn a_decision_left_pending_by_an_outage_is_re_submitted_by_the_sweep() {
+    // GIVEN a sampled capture whose submission failed through every S3 retry
+    let d = deps(SAMPLE_ALL);
+    let c = capture();
+    store_capture(&d, &c).await;
+    d.backend.down.store(true, Ordering::SeqCst);
+    for _ in 0..3 {
+        handle(event("capture-created.json"), &d).await.unwrap_err();
+    }
+    assert_eq!(decision(&d, c.id).state, SampleState::Pending);
+    let settings = SweepSettings {
+        older_than: chrono::Duration::zero(),
+        ..SweepSettings::default()
+    };
+
+    // WHEN a sweep runs during the outage THEN it stays pending, reported
+    let report = sweep(&d, settings).await.unwrap();
+    assert_eq!((report.checked, report.pending), (1, 1));
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    assert_eq!(decision(&d, c.id).state, SampleState::Pending);
+
+    // WHEN the labeling tool is back and the sweep runs again
+    d.backend.down.store(false, Ordering::SeqCst);
+    let report = sweep(&d, settings).await.unwrap();
+
+    // THEN it is submitted once, on the slot it already held
+    assert_eq!(report.resubmitted, vec![c.id]);
+    assert!(report.failed.is_empty());
+    assert_eq!(decision(&d, c.id).state, SampleState::Submitted);
+    assert!(d.store.body(&keys::labeling_task(c.id)).is_some());
+    let slots = d
+        .store
+        .keys()
+        .iter()
+        .filter(|k| k.contains("/slots/"))
+        .count();
+    assert_eq!(slots, 1);
+    let calls = d.backend.calls.load(Ordering::SeqCst);
+    let report = sweep(&d, settings).await.unwrap();
+    assert_eq!(
+        (report.pending, d.backend.calls.load(Ordering::SeqCst)),
+        (0, calls)
+    );
+}
+
+#[tokio::test]
+async fn the_sweep_leaves_young_decisions_to_s3s_own_retries() {
+    // GIVEN a decision pending since just now (an S3 retry may be on its way)
+    let d = deps(SAMPLE_ALL);
+    let c = capture();
+    store_capture(&d, &c).await;
+    d.backend.down.store(true, Ordering::SeqCst);
+    handle(event("capture-created.json"), &d).await.unwrap_err();
+    d.backend.down.store(false, Ordering::SeqCst);
+    // WHEN the default sweep (15 minutes' grace) runs THEN it leaves it alone
+    let report = sweep(&d, SweepSettings::default()).await.unwrap();
+    assert_eq!((report.checked, report.pending), (1, 0));
+    assert_eq!(decision(&d, c.id).state, SampleState::Pending);
 }
 
 #[tokio::test]
