@@ -86,6 +86,7 @@ pub async fn handle<S: ObjectStore, M: MetricsSink>(
     event: SqsEvent,
     deps: &Deps<S, M>,
 ) -> SqsBatchResponse {
+    deps.sink.begin_invocation();
     let mut failures = Vec::new();
     for message in &event.records {
         let message_id = message.message_id.clone().unwrap_or_default();

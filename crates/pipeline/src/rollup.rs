@@ -139,6 +139,7 @@ pub async fn handle<S: ObjectStore, M: MetricsSink>(
         scheduled_at = event.get("time").and_then(|v| v.as_str()),
         "rollup started"
     );
+    deps.sink.begin_invocation();
     let report = run(deps).await?;
     tracing::info!(
         rolled = report.rolled.len(),

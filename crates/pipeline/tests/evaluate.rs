@@ -378,3 +378,70 @@ async fn a_tombstone_racing_a_re_creation_fails_and_its_retry_restores_the_evalu
         v3.version()
     );
 }
+
+/// A collector that never answers (a black hole), counting the calls.
+#[derive(Default)]
+struct BlackHole {
+    calls: std::sync::atomic::AtomicU32,
+}
+
+impl modelobs_pipeline::sink::MetricsSink for BlackHole {
+    async fn emit_image(&self, _: &ImageEval) -> Result<(), modelobs_pipeline::sink::SinkError> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        std::future::pending().await
+    }
+
+    async fn emit_window(
+        &self,
+        _: &modelobs_core::records::WindowMetrics,
+    ) -> Result<(), modelobs_pipeline::sink::SinkError> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        std::future::pending().await
+    }
+}
+
+#[tokio::test]
+async fn a_black_holed_collector_costs_one_budget_per_invocation_and_fails_nothing() {
+    use modelobs_pipeline::sink::Fanout;
+    // GIVEN a batch of 10 label messages and a second sink that never answers,
+    // allowed 200 ms per invocation
+    let d = deps_with_label(&truth()).await;
+    let d = Deps {
+        store: d.store,
+        sink: Fanout::new(
+            MemorySink::default(),
+            Some(("observe", BlackHole::default())),
+        )
+        .with_budget(std::time::Duration::from_millis(200)),
+        now,
+    };
+    let mut batch = event("label-arrived.json");
+    let one = batch.records[0].clone();
+    batch.records = (0..10)
+        .map(|i| {
+            let mut m = one.clone();
+            m.message_id = Some(format!("m-{i}"));
+            m
+        })
+        .collect();
+    // WHEN the batch is handled
+    let resp = handle(batch.clone(), &d).await;
+    // THEN every message succeeds; the collector was called once (cut off at
+    // the deadline), the 9 after it skipped, and all 10 counted as failures
+    assert!(resp.batch_item_failures.is_empty());
+    let calls = |d: &Deps<_, Fanout<MemorySink, BlackHole>>| {
+        d.sink
+            .secondary()
+            .unwrap()
+            .calls
+            .load(std::sync::atomic::Ordering::SeqCst)
+    };
+    assert_eq!((calls(&d), d.sink.failures()), (1, 10));
+    assert!(
+        d.store.body(&eval_key()).is_some(),
+        "the evaluation is stored"
+    );
+    // AND the next invocation gets a budget of its own
+    handle(batch, &d).await;
+    assert_eq!((calls(&d), d.sink.failures()), (2, 20));
+}

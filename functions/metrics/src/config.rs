@@ -99,6 +99,9 @@ pub fn observe_from(
 /// EMF always; Observe too when configured.
 pub type Sinks = Fanout<EmfSink, ObserveSink>;
 
+/// EMF, and Observe when configured, with Observe's default budget of
+/// [`Fanout::DEFAULT_BUDGET`] (10 s) per invocation: the metrics function's
+/// timeout is 60 s, and a batch's S3 work takes a few seconds.
 pub fn sinks(observe: Option<&ObserveConfig>) -> Result<Sinks, ConfigError> {
     let observe = observe
         .map(|c| {

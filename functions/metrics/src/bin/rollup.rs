@@ -15,7 +15,9 @@ async fn main() -> Result<(), Error> {
             S3Store::new(S3Store::client_from_env().await, config.bucket.clone()),
             RetryPolicy::default(),
         ),
-        sink: config::sinks(config.observe.as_ref())?,
+        // Timeout 300 s: up to a minute of it for Observe, however many windows.
+        sink: config::sinks(config.observe.as_ref())?
+            .with_budget(std::time::Duration::from_secs(60)),
         score_threshold: config.score_threshold,
         now: chrono::Utc::now,
         concurrency: 32,
