@@ -19,11 +19,13 @@ pub async fn put(store: &impl ObjectStore, key: &str, body: Vec<u8>) {
 /// A store whose next reads of a key answer what was queued for it: a
 /// handler that read before another wrote, replayed deterministically (the
 /// race of two invocations, one of them slow).
+#[allow(dead_code)] // not every test binary that includes this module races
 pub struct StaleReads<S> {
     pub inner: S,
     queued: std::sync::Mutex<std::collections::HashMap<String, Vec<Option<Bytes>>>>,
 }
 
+#[allow(dead_code)]
 impl<S> StaleReads<S> {
     pub fn new(inner: S) -> Self {
         Self {
