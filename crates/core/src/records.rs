@@ -290,7 +290,9 @@ pub struct GroundTruth {
     /// `labelbox`, `local`, ...
     pub source: String,
     pub label_id: String,
-    /// When the label was last changed: the newest wins.
+    /// When the label's content last changed (a tombstone: just after the
+    /// content it deletes, or the deletion's own time): the newest wins.
+    /// A review does not move it, so a review never hides a label update.
     pub updated_at: DateTime<Utc>,
     /// A tombstone: the label was deleted.
     #[serde(default)]
@@ -302,6 +304,11 @@ pub struct GroundTruth {
     pub unmapped_objects: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub review_score: Option<f64>,
+    /// When `review_score` was given (a review of this `label_id`): a later
+    /// review replaces it, an older one arriving late does not. Absent in
+    /// records written before reviews were timed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reviewed_at: Option<DateTime<Utc>>,
 }
 
 impl GroundTruth {

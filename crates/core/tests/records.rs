@@ -185,6 +185,7 @@ fn labelled(rng: &mut Rng, at: DateTime<Utc>, model: &ModelRef) -> (CaptureRecor
         objects,
         unmapped_objects: Vec::new(),
         review_score: None,
+        reviewed_at: None,
     };
     (capture, truth)
 }

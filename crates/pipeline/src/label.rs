@@ -7,13 +7,29 @@
 //! `labels/history/<id>/<version>.json` once, `labels/<id>.json` only moves
 //! forward (compare-and-swap on its ETag), and a `<version>.queued` marker
 //! written after the message means a replay of the same version sends nothing.
+//!
+//! Which label an event changes ([`plan`]):
+//! - content (created, updated, a review carrying the label) becomes current
+//!   when its version (`updatedAt`) is newer than the current one; a label
+//!   recorded as deleted stays deleted (Labelbox does not bring a deleted
+//!   label back, so its content arriving later is a delayed delivery);
+//! - a deletion applies only to the label it names: the current one is
+//!   replaced by a tombstone versioned just after it (or at the deletion's own
+//!   time when later), never at the time it arrived; a deletion of another
+//!   label goes into the history only and the current label stays;
+//! - a review without the label amends the current label's score when it
+//!   reviews that label, without a new version: the label's version stays its
+//!   content's `updatedAt`, so a delayed update of older content than the
+//!   review still wins, and the score goes with it. A review older than the
+//!   one recorded (`reviewed_at`) changes nothing.
 
 use bytes::Bytes;
+use chrono::{DateTime, Duration, Utc};
 use modelobs_adapters::queue::Queue;
 use modelobs_adapters::{ObjectStore, PutCondition, PutOutcome, StoreError};
 use modelobs_core::keys;
 use modelobs_core::records::{self, GroundTruth};
-use modelobs_labelbox::webhook::payload::{ClassMap, LabelEvent, Topic};
+use modelobs_labelbox::webhook::payload::{ClassMap, LabelEvent, Topic, TopicFrom};
 use serde_json::json;
 use thiserror::Error;
 
@@ -33,7 +49,8 @@ pub struct Recorder<'a, S, Q, F> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recorded {
     /// `false`: nothing to record (a label its source no longer has, a review
-    /// of a label we never had); the sender need not retry.
+    /// of a label we never had); `true`: stored, or superseded by what is
+    /// stored (`"status": "stale"`). Either way the sender need not retry.
     pub stored: bool,
     pub detail: serde_json::Value,
 }
@@ -56,7 +73,8 @@ impl Recorded {
 
 #[derive(Debug, Error)]
 pub enum RecordError {
-    /// The event can't be recorded as sent (no such capture, not a capture id).
+    /// The event can't be recorded as sent (no such capture, not a capture
+    /// id, a deletion only the unsigned header asks for).
     #[error("{0}")]
     BadRequest(String),
     #[error("storage unavailable: {0}")]
@@ -86,7 +104,7 @@ async fn put<S: ObjectStore, Q, F>(
 }
 
 /// Stores the label an event carries (or names: fetched from its source),
-/// newest version winning, and queues its evaluation once per version.
+/// as [`plan`] decides, and queues its evaluation once per version.
 /// `topic` names the event in what is answered.
 pub async fn record<S: ObjectStore, Q: Queue, F: LabelFetcher>(
     deps: &Recorder<'_, S, Q, F>,
@@ -102,20 +120,19 @@ pub async fn record<S: ObjectStore, Q: Queue, F: LabelFetcher>(
     if get(deps, &capture_key).await?.is_none() {
         return Err(RecordError::BadRequest(format!("no capture {id}")));
     }
+    if event.topic == Topic::LabelDeleted && event.topic_from == TopicFrom::Header {
+        confirm_deleted(deps, &event).await?;
+    }
 
     let event = match (event.topic, &event.objects) {
         (Topic::LabelCreated | Topic::LabelUpdated, None) => {
-            let label = LabelRef {
-                project_id: event.project_id.clone(),
-                global_key: id.to_string(),
-                label_id: event.label_id.clone(),
-            };
-            match deps.fetcher.fetch(&label).await? {
+            match deps.fetcher.fetch(&label_ref(&event)).await? {
                 // The source's time when later: the version of what was read.
                 Some(fetched) => LabelEvent {
-                    updated_at: fetched
-                        .updated_at
-                        .map_or(event.updated_at, |t| t.max(event.updated_at)),
+                    updated_at: match (fetched.updated_at, event.updated_at) {
+                        (Some(a), Some(b)) => Some(a.max(b)),
+                        (a, b) => a.or(b),
+                    },
                     objects: Some(fetched.objects),
                     ..event
                 },
@@ -140,78 +157,43 @@ pub async fn record<S: ObjectStore, Q: Queue, F: LabelFetcher>(
         .transpose()
         .map_err(|e| RecordError::Store(StoreError::Permanent(format!("{label_key}: {e}"))))?;
 
-    let truth = match (event.topic, &event.objects) {
-        (Topic::LabelDeleted, _) => GroundTruth {
-            id,
-            source: deps.source.to_string(),
-            label_id: event.label_id.clone(),
-            updated_at: event.updated_at,
-            deleted: true,
-            objects: Vec::new(),
-            unmapped_objects: Vec::new(),
-            review_score: None,
-        },
-        (_, Some(objects)) => {
-            let (objects, unmapped) = deps.class_map.map(objects);
-            GroundTruth {
-                id,
-                source: deps.source.to_string(),
-                label_id: event.label_id.clone(),
-                updated_at: event.updated_at,
-                deleted: false,
-                objects,
-                unmapped_objects: unmapped,
-                review_score: event.review_score,
-            }
-        }
-        // A review without the label: the score amends the label we have.
-        (Topic::ReviewCreated, None) => match &current_gt {
-            Some(gt) => GroundTruth {
-                updated_at: event.updated_at,
-                review_score: event.review_score,
-                ..gt.clone()
-            },
-            None => {
-                return Ok(Recorded::ignored(
-                    json!({"status": "ignored", "topic": topic, "why": "review of a label we don't have"}),
-                ));
-            }
-        },
-        // Created and updated labels without objects were fetched above.
-        (Topic::LabelCreated | Topic::LabelUpdated, None) => {
-            return Err(FetchError::NotConfigured.into());
-        }
+    // Every write of labels/<id>.json is over what was just read, or none.
+    let unchanged_since_read = match &current {
+        Some(o) => PutCondition::IfMatch(o.etag.clone()),
+        None => PutCondition::IfAbsent,
     };
-    let version = truth.version();
-    let json_body = Bytes::from(records::to_json(&truth));
-    put(
-        deps,
-        &keys::label_history(id, version),
-        json_body.clone(),
-        PutCondition::IfAbsent,
-    )
-    .await?;
-
-    match (&current, &current_gt) {
-        (Some(_), Some(gt)) if gt.version() > version => {
-            return Ok(Recorded::stored(
-                json!({"status": "stale", "id": id, "label_version": version, "current_version": gt.version()}),
+    let truth = match plan(deps.class_map, deps.source, &event, current_gt.as_ref())? {
+        Plan::Ignore(why) => {
+            return Ok(Recorded::ignored(
+                json!({"status": "ignored", "topic": topic, "id": id,
+                "label_id": event.label_id, "why": why}),
             ));
         }
-        (Some(_), Some(gt)) if gt.version() == version => {} // a replay: already current
-        (existing, _) => {
-            let condition = match existing {
-                Some(o) => PutCondition::IfMatch(o.etag.clone()),
-                None => PutCondition::IfAbsent,
-            };
-            if put(deps, &label_key, json_body, condition).await? == PutOutcome::ConditionFailed {
-                return Err(RecordError::Store(StoreError::Transient(format!(
-                    "{label_key} changed while we wrote it; retry"
-                ))));
+        Plan::Stale { truth, why } => {
+            if let Some(truth) = &truth {
+                put_history(deps, truth).await?;
             }
+            return Ok(Recorded::stored(json!({"status": "stale", "id": id,
+                "label_id": event.label_id,
+                "label_version": truth.as_ref().map(GroundTruth::version),
+                "current_version": current_gt.as_ref().map(GroundTruth::version),
+                "why": why})));
         }
-    }
+        Plan::Amend(truth) => {
+            swap(deps, &label_key, &truth, unchanged_since_read).await?;
+            return Ok(Recorded::stored(json!({"status": "reviewed", "id": id,
+                "label_id": truth.label_id, "label_version": truth.version(),
+                "review_score": truth.review_score})));
+        }
+        Plan::Advance(truth) => {
+            put_history(deps, &truth).await?;
+            swap(deps, &label_key, &truth, unchanged_since_read).await?;
+            truth
+        }
+        Plan::Replay(truth) => truth,
+    };
 
+    let version = truth.version();
     let marker = keys::label_notified(id, version);
     let queued_before = get(deps, &marker).await?.is_some();
     if !queued_before {
@@ -231,9 +213,229 @@ pub async fn record<S: ObjectStore, Q: Queue, F: LabelFetcher>(
     Ok(Recorded::stored(json!({
         "status": if queued_before { "unchanged" } else { "accepted" },
         "id": id,
+        "label_id": truth.label_id,
         "label_version": version,
         "deleted": truth.deleted,
         "objects": truth.objects.len(),
         "unmapped_objects": truth.unmapped_objects,
     })))
+}
+
+fn label_ref(event: &LabelEvent) -> LabelRef {
+    LabelRef {
+        project_id: event.project_id.clone(),
+        global_key: event.capture_id.to_string(),
+        label_id: event.label_id.clone(),
+    }
+}
+
+/// A deletion whose topic only the unsigned `X-Labelbox-Event` header gives
+/// (Labelbox's own deliveries) could be any signed body resent under that
+/// header. It is applied only when the label's source confirms the label is
+/// gone; with no source to ask, only to a body that carries no label content
+/// (a label's content under a deletion's header is a replayed label).
+async fn confirm_deleted<S, Q, F: LabelFetcher>(
+    deps: &Recorder<'_, S, Q, F>,
+    event: &LabelEvent,
+) -> Result<(), RecordError> {
+    let unsigned = "LABEL_DELETED comes only from the X-Labelbox-Event header, which the \
+        signature does not cover";
+    match deps.fetcher.fetch(&label_ref(event)).await {
+        Ok(None) => Ok(()),
+        Ok(Some(_)) => Err(RecordError::BadRequest(format!(
+            "{unsigned}, and label {} still exists at its source: refused",
+            event.label_id
+        ))),
+        Err(FetchError::NotConfigured | FetchError::NoProject) if event.objects.is_none() => Ok(()),
+        Err(FetchError::NotConfigured | FetchError::NoProject) => {
+            Err(RecordError::BadRequest(format!(
+                "{unsigned}, and the signed body carries label {}'s content with no label \
+                 source to confirm the deletion: refused",
+                event.label_id
+            )))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// What an event does to the capture's label, given the current one.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Plan {
+    /// A new version: into the history, current by compare-and-swap, one message.
+    Advance(GroundTruth),
+    /// The current version again: its message, if it never went out.
+    Replay(GroundTruth),
+    /// The current version with a newer review: current by compare-and-swap,
+    /// no new version and so no message.
+    Amend(GroundTruth),
+    /// Superseded by the current label: into the history when it has a
+    /// version of its own, and the current label stays.
+    Stale {
+        truth: Option<GroundTruth>,
+        why: String,
+    },
+    /// Nothing to record.
+    Ignore(String),
+}
+
+/// The rules of the module's doc, as a pure function of the event and the
+/// current label.
+pub fn plan(
+    class_map: &ClassMap,
+    source: &str,
+    event: &LabelEvent,
+    current: Option<&GroundTruth>,
+) -> Result<Plan, RecordError> {
+    let base = |updated_at: DateTime<Utc>| GroundTruth {
+        id: event.capture_id,
+        source: source.to_string(),
+        label_id: event.label_id.clone(),
+        updated_at,
+        deleted: false,
+        objects: Vec::new(),
+        unmapped_objects: Vec::new(),
+        review_score: None,
+        reviewed_at: None,
+    };
+    let timed = || {
+        event
+            .updated_at
+            .ok_or_else(|| RecordError::BadRequest("missing field updatedAt".into()))
+    };
+    let same_label = |gt: &GroundTruth| gt.label_id == event.label_id;
+    Ok(match (event.topic, &event.objects) {
+        (Topic::LabelDeleted, _) => {
+            let tombstone = |at| GroundTruth {
+                deleted: true,
+                ..base(at)
+            };
+            match current {
+                // Before the label it deletes: recorded, so that the label
+                // arriving late stays deleted. Without a time of its own, at
+                // the epoch: it then loses to any other label.
+                None => Plan::Advance(tombstone(event.updated_at.unwrap_or(DateTime::UNIX_EPOCH))),
+                Some(cur) if !same_label(cur) => Plan::Stale {
+                    truth: event.updated_at.map(tombstone),
+                    why: format!(
+                        "deletes label {}, but the current label is {}",
+                        event.label_id, cur.label_id
+                    ),
+                },
+                Some(cur) if cur.deleted => Plan::Replay(cur.clone()),
+                // After the current version whatever time it says, so that
+                // labels/<id>.json moves forward: nothing newer of a deleted
+                // label can exist.
+                Some(cur) => {
+                    let after = cur.updated_at + Duration::milliseconds(1);
+                    Plan::Advance(tombstone(event.updated_at.map_or(after, |t| t.max(after))))
+                }
+            }
+        }
+        (_, Some(objects)) => {
+            let updated_at = timed()?;
+            let (objects, unmapped_objects) = class_map.map(objects);
+            let mut truth = GroundTruth {
+                objects,
+                unmapped_objects,
+                ..base(updated_at)
+            };
+            if event.topic == Topic::ReviewCreated || event.review_score.is_some() {
+                truth.review_score = event.review_score;
+                truth.reviewed_at = Some(updated_at);
+            }
+            match current {
+                None => Plan::Advance(truth),
+                Some(cur) if same_label(cur) && cur.deleted => Plan::Stale {
+                    why: format!(
+                        "label {} was deleted (version {}); a deleted label stays deleted",
+                        cur.label_id,
+                        cur.version()
+                    ),
+                    truth: Some(truth),
+                },
+                Some(cur) if truth.version() > cur.version() => {
+                    // The label's review goes with its newer content.
+                    if same_label(cur) && truth.reviewed_at.is_none() {
+                        truth.review_score = cur.review_score;
+                        truth.reviewed_at = cur.reviewed_at;
+                    }
+                    Plan::Advance(truth)
+                }
+                Some(cur) if truth.version() == cur.version() && same_label(cur) => {
+                    Plan::Replay(cur.clone())
+                }
+                Some(cur) => Plan::Stale {
+                    why: format!(
+                        "version {} is not newer than the current label's ({}, version {})",
+                        truth.version(),
+                        cur.label_id,
+                        cur.version()
+                    ),
+                    truth: Some(truth),
+                },
+            }
+        }
+        (Topic::ReviewCreated, None) => {
+            let reviewed_at = timed()?;
+            match current {
+                None => Plan::Ignore("review of a label we don't have".into()),
+                Some(cur) if !same_label(cur) => Plan::Ignore(format!(
+                    "review of label {}, but the current label is {}",
+                    event.label_id, cur.label_id
+                )),
+                Some(cur) if cur.deleted => {
+                    Plan::Ignore(format!("review of label {}, deleted", cur.label_id))
+                }
+                Some(cur) => match cur.reviewed_at {
+                    Some(at) if at > reviewed_at => Plan::Stale {
+                        truth: None,
+                        why: format!("a review older than the one recorded ({at})"),
+                    },
+                    Some(at) if at == reviewed_at && cur.review_score == event.review_score => {
+                        Plan::Replay(cur.clone())
+                    }
+                    _ => Plan::Amend(GroundTruth {
+                        review_score: event.review_score,
+                        reviewed_at: Some(reviewed_at),
+                        ..cur.clone()
+                    }),
+                },
+            }
+        }
+        // Created and updated labels without objects were fetched before.
+        (Topic::LabelCreated | Topic::LabelUpdated, None) => {
+            return Err(FetchError::NotConfigured.into());
+        }
+    })
+}
+
+/// `labels/history/<id>/<version>.json`, once per version.
+async fn put_history<S: ObjectStore, Q, F>(
+    deps: &Recorder<'_, S, Q, F>,
+    truth: &GroundTruth,
+) -> Result<(), StoreError> {
+    put(
+        deps,
+        &keys::label_history(truth.id, truth.version()),
+        Bytes::from(records::to_json(truth)),
+        PutCondition::IfAbsent,
+    )
+    .await
+    .map(drop)
+}
+
+/// `labels/<id>.json` replaced only if it is still what was read.
+async fn swap<S: ObjectStore, Q, F>(
+    deps: &Recorder<'_, S, Q, F>,
+    label_key: &str,
+    truth: &GroundTruth,
+    condition: PutCondition,
+) -> Result<(), RecordError> {
+    let body = Bytes::from(records::to_json(truth));
+    if put(deps, label_key, body, condition).await? == PutOutcome::ConditionFailed {
+        return Err(RecordError::Store(StoreError::Transient(format!(
+            "{label_key} changed while we wrote it; retry"
+        ))));
+    }
+    Ok(())
 }

@@ -153,6 +153,7 @@ async fn store(bucket: &MemoryStore, spec: &Spec) -> CaptureRecord {
         },
         unmapped_objects: Vec::new(),
         review_score: None,
+        reviewed_at: None,
     };
     let older = GroundTruth {
         updated_at: spec.at + Duration::minutes(10),

@@ -433,11 +433,372 @@ async fn without_a_label_source_a_payload_without_label_json_is_400() {
 }
 
 #[tokio::test]
-async fn the_source_is_not_asked_when_the_payload_carries_the_label_or_a_deletion() {
-    for name in ["label-created.json", "label-deleted.json"] {
+async fn the_source_is_not_asked_when_the_payload_carries_the_label() {
+    // (A deletion named only by the header is checked with the source: see below.)
+    for name in ["label-created.json"] {
         let d = fetching(MemoryFetcher::new()).await;
         let (status, body) = call(&d, fixture(name)).await;
         assert_eq!(status, 200, "{name}: {body}");
         assert!(d.fetcher.requests().is_empty(), "{name}");
     }
+}
+
+// --- which label an event applies to, and which topic it is (issue 12, item 3) ---
+
+/// The body of a fixture, as the JSON Labelbox signed.
+fn body_of(name: &str) -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../events/webhook")
+        .join(name);
+    let event: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    serde_json::from_str(event["body"].as_str().unwrap()).unwrap()
+}
+
+/// `body` signed with the test secret, its topic in `X-Labelbox-Event` when given.
+fn signed(topic_header: Option<&str>, body: &Value) -> Request {
+    signed_bytes(topic_header, body.to_string().into_bytes())
+}
+
+/// The same bytes, signed as they are: a delivery replayed byte for byte.
+fn signed_bytes(topic_header: Option<&str>, body: Vec<u8>) -> Request {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../events/webhook/label-created.json");
+    let mut event: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let (sha1, sha256) = modelobs_labelbox::webhook::signature::sign(SECRET, &body);
+    let headers = event["headers"].as_object_mut().unwrap();
+    headers.insert("x-hub-signature".into(), sha1.into());
+    headers.insert("x-hub-signature-256".into(), sha256.into());
+    match topic_header {
+        Some(t) => headers.insert("x-labelbox-event".into(), t.into()),
+        None => headers.remove("x-labelbox-event"),
+    };
+    event["body"] = String::from_utf8(body).unwrap().into();
+    lambda_http::request::from_str(&event.to_string()).unwrap()
+}
+
+/// The raw body of a fixture, byte for byte as it was signed.
+fn raw_body_of(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../events/webhook")
+        .join(name);
+    let event: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    event["body"].as_str().unwrap().as_bytes().to_vec()
+}
+
+/// label-created.json's horses as another label of the same data row, at `at`.
+fn label_b(at: &str) -> Value {
+    let mut b = body_of("label-created.json");
+    b["id"] = "label-b".into();
+    b["updatedAt"] = at.into();
+    b
+}
+
+fn history_count<F>(d: &Deps<Retrying<MemoryStore>, MemoryQueue, F>) -> usize {
+    d.store
+        .keys()
+        .into_iter()
+        .filter(|k| k.starts_with("labels/history/") && k.ends_with(".json"))
+        .count()
+}
+
+fn history_of<F>(d: &Deps<Retrying<MemoryStore>, MemoryQueue, F>) -> Vec<GroundTruth> {
+    d.store
+        .keys()
+        .into_iter()
+        .filter(|k| k.starts_with("labels/history/") && k.ends_with(".json"))
+        .map(|k| records::from_json(&d.store.body(&k).unwrap()).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_delete_of_an_older_label_leaves_the_newer_label_current() {
+    // GIVEN label A (09:15), then label B of the same capture (10:00), current
+    let d = deps().await;
+    call(&d, fixture("label-created.json")).await;
+    let (status, body) = call(
+        &d,
+        signed(Some("LABEL_CREATED"), &label_b("2026-11-26T10:00:00.000Z")),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let sent_before = d.queue.sent().len();
+
+    // WHEN A's deletion (11:00) arrives
+    let (status, body) = call(&d, fixture("label-deleted.json")).await;
+
+    // THEN B is still the current label, whole
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("stale")),
+        "{body}"
+    );
+    assert!(body["why"].as_str().unwrap().contains("label-b"), "{body}");
+    let gt = label(&d);
+    assert_eq!(gt.label_id, "label-b");
+    assert!(!gt.deleted);
+    assert_eq!(gt.objects.len(), 3);
+    // AND A's deletion is in the history, with nothing queued for it
+    assert!(
+        history_of(&d)
+            .iter()
+            .any(|h| h.deleted && h.label_id == LABEL_ID),
+        "the deletion of A is recorded"
+    );
+    assert_eq!(d.queue.sent().len(), sent_before);
+}
+
+#[tokio::test]
+async fn a_delete_without_updated_at_is_versioned_just_after_its_label_and_loses_to_a_newer_one() {
+    // GIVEN label A (09:15) current
+    let d = deps().await;
+    call(&d, fixture("label-created.json")).await;
+    let a = label(&d);
+
+    // WHEN A's deletion arrives with no updatedAt of its own
+    let mut delete = body_of("label-deleted.json");
+    delete.as_object_mut().unwrap().remove("updatedAt");
+    delete.as_object_mut().unwrap().remove("createdAt");
+    let (status, body) = call(&d, signed(Some("LABEL_DELETED"), &delete)).await;
+
+    // THEN A is deleted at the version just after A's, not at the time it arrived
+    assert_eq!(status, 200, "{body}");
+    let tombstone = label(&d);
+    assert!(tombstone.deleted);
+    assert_eq!(tombstone.label_id, LABEL_ID);
+    assert_eq!(tombstone.version(), a.version() + 1);
+    assert_eq!(body["label_version"], a.version() + 1);
+
+    // AND label B, made at 10:00 (after the deletion, arriving later), becomes current
+    let (status, body) = call(
+        &d,
+        signed(Some("LABEL_CREATED"), &label_b("2026-11-26T10:00:00.000Z")),
+    )
+    .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("accepted")),
+        "{body}"
+    );
+    let gt = label(&d);
+    assert_eq!(gt.label_id, "label-b");
+    assert!(!gt.deleted);
+    assert_eq!(d.queue.sent().len(), 3, "A, A's deletion, B");
+}
+
+#[tokio::test]
+async fn a_delayed_delete_without_updated_at_does_not_remove_the_label_made_after_it() {
+    // GIVEN label A (09:15), and B (10:00) that replaced it, current
+    let d = deps().await;
+    call(&d, fixture("label-created.json")).await;
+    call(
+        &d,
+        signed(Some("LABEL_CREATED"), &label_b("2026-11-26T10:00:00.000Z")),
+    )
+    .await;
+
+    // WHEN A's deletion, sent before B was made but delayed, arrives without updatedAt
+    let mut delete = body_of("label-deleted.json");
+    delete.as_object_mut().unwrap().remove("updatedAt");
+    delete.as_object_mut().unwrap().remove("createdAt");
+    let (status, body) = call(&d, signed(Some("LABEL_DELETED"), &delete)).await;
+
+    // THEN B stays current: the deletion names A
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("stale")),
+        "{body}"
+    );
+    let gt = label(&d);
+    assert_eq!(gt.label_id, "label-b");
+    assert!(!gt.deleted);
+    assert_eq!(d.queue.sent().len(), 2);
+}
+
+#[tokio::test]
+async fn a_deleted_label_stays_deleted_when_its_older_content_arrives_late() {
+    // GIVEN label A deleted (its deletion arrived first)
+    let d = deps().await;
+    let (status, _) = call(&d, fixture("label-deleted.json")).await;
+    assert_eq!(status, 200);
+
+    // WHEN A's creation, delayed, arrives
+    let (status, body) = call(&d, fixture("label-created.json")).await;
+
+    // THEN A stays deleted
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("stale")),
+        "{body}"
+    );
+    assert!(label(&d).deleted);
+    assert_eq!(d.queue.sent().len(), 1);
+}
+
+#[tokio::test]
+async fn a_signed_label_body_replayed_with_a_delete_header_deletes_nothing() {
+    // GIVEN a signed LABEL_CREATED delivery seen on the wire
+    let d = deps().await;
+    let created = raw_body_of("label-created.json");
+
+    // WHEN it is replayed, byte for byte and validly signed, as LABEL_DELETED, before the real one
+    let (status, body) = call(&d, signed_bytes(Some("LABEL_DELETED"), created.clone())).await;
+
+    // THEN it is refused: the header is not signed, and a deletion carries no label
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("X-Labelbox-Event"),
+        "{body}"
+    );
+    let id = modelobs_core::records::CaptureId::parse(&capture_id()).unwrap();
+    assert!(d.store.body(&keys::label(id)).is_none(), "nothing stored");
+    assert!(d.queue.sent().is_empty());
+    // AND the genuine delivery then stores the label
+    let (status, _) = call(&d, fixture("label-created.json")).await;
+    assert_eq!(status, 200);
+    let gt = label(&d);
+    assert!(!gt.deleted);
+    assert_eq!(gt.objects.len(), 3);
+}
+
+#[tokio::test]
+async fn a_topic_in_the_signed_body_wins_and_a_header_saying_otherwise_is_refused() {
+    // GIVEN a body that says LABEL_CREATED, signed
+    let d = deps().await;
+    let body = body_of("topic-in-payload.json");
+    assert_eq!(body["event"], "LABEL_CREATED");
+
+    // WHEN it arrives with the header LABEL_DELETED
+    let (status, answer) = call(&d, signed(Some("LABEL_DELETED"), &body)).await;
+
+    // THEN 400 names both topics, and nothing is written
+    assert_eq!(status, 400, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("LABEL_CREATED") && message.contains("LABEL_DELETED"),
+        "{message}"
+    );
+    assert!(history_count(&d) == 0);
+    assert!(d.queue.sent().is_empty());
+    // AND with the same topic in the header, or none, it is a label
+    for header in [Some("LABEL_CREATED"), None] {
+        let (status, answer) = call(&d, signed(header, &body)).await;
+        assert_eq!(status, 200, "{header:?}: {answer}");
+    }
+    assert!(!label(&d).deleted);
+}
+
+#[tokio::test]
+async fn a_header_only_deletion_is_refused_while_the_source_still_has_the_label() {
+    // GIVEN the label recorded, and still at its source
+    let fetcher = MemoryFetcher::new();
+    fetcher.insert(LABEL_ID, horses(None));
+    let d = fetching(fetcher).await;
+    call(&d, fixture("label-created.json")).await;
+
+    // WHEN a deletion named only by the (unsigned) header arrives
+    let (status, body) = call(&d, fixture("label-deleted.json")).await;
+
+    // THEN it is refused, having asked the source, and the label stays
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("still exists"),
+        "{body}"
+    );
+    assert_eq!(d.fetcher.requests().len(), 1);
+    assert!(!label(&d).deleted);
+    assert_eq!(d.queue.sent().len(), 1);
+}
+
+#[tokio::test]
+async fn a_header_only_deletion_applies_once_the_source_no_longer_has_the_label() {
+    // GIVEN the label recorded, and gone from its source
+    let d = fetching(MemoryFetcher::new()).await;
+    call(&d, fixture("label-created.json")).await;
+
+    // WHEN its deletion arrives
+    let (status, body) = call(&d, fixture("label-deleted.json")).await;
+
+    // THEN it is deleted
+    assert_eq!(status, 200, "{body}");
+    assert!(label(&d).deleted);
+    assert_eq!(d.queue.sent().len(), 2);
+}
+
+#[tokio::test]
+async fn a_review_does_not_hide_a_delayed_label_update() {
+    // GIVEN label A (09:15), then a review of it (10:30, score 1) without the label
+    let d = deps().await;
+    call(&d, fixture("label-created.json")).await;
+    let (status, body) = call(&d, fixture("review-created.json")).await;
+    assert_eq!(status, 200, "{body}");
+    // ... which keeps the label's version and sends nothing to evaluate again
+    assert_eq!(label(&d).version(), body_version("label-created.json"));
+    assert_eq!(label(&d).review_score, Some(1.0));
+    assert_eq!(d.queue.sent().len(), 1);
+
+    // WHEN A's update made at 10:00 arrives late (a retried delivery)
+    let (status, body) = call(&d, fixture("label-updated.json")).await;
+
+    // THEN the update is the current label, and the review's score is kept
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("accepted")),
+        "{body}"
+    );
+    let gt = label(&d);
+    assert_eq!(gt.unmapped_objects, ["Unicorn"]);
+    assert_eq!(gt.version(), body_version("label-updated.json"));
+    assert_eq!(gt.review_score, Some(1.0));
+    assert_eq!(d.queue.sent().len(), 2, "one message per label version");
+}
+
+#[tokio::test]
+async fn a_later_review_of_the_same_label_updates_the_score_and_an_older_one_does_not() {
+    // GIVEN label A reviewed at 10:30 with score 1
+    let d = deps().await;
+    call(&d, fixture("label-created.json")).await;
+    call(&d, fixture("review-created.json")).await;
+
+    // WHEN a review at 10:45 scores it 0, and then the 10:30 review is delivered again
+    let mut later = body_of("review-created.json");
+    later["updatedAt"] = "2026-11-26T10:45:00.000Z".into();
+    later["score"] = 0.into();
+    let (status, body) = call(&d, signed(Some("REVIEW_UPDATED"), &later)).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = call(&d, fixture("review-created.json")).await;
+
+    // THEN the newer score stands
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "stale", "{body}");
+    let gt = label(&d);
+    assert_eq!(gt.review_score, Some(0.0));
+    assert_eq!(gt.objects.len(), 3);
+    assert_eq!(gt.version(), body_version("label-created.json"));
+    // AND a review of another label changes nothing
+    let mut other = body_of("review-created.json");
+    other["label"]["id"] = "label-b".into();
+    other["updatedAt"] = "2026-11-26T11:00:00.000Z".into();
+    let (status, body) = call(&d, signed(Some("REVIEW_CREATED"), &other)).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (202, Some("ignored")),
+        "{body}"
+    );
+    assert_eq!(label(&d).review_score, Some(0.0));
+}
+
+/// The version a fixture's `updatedAt` stands for.
+fn body_version(name: &str) -> i64 {
+    body_of(name)["updatedAt"]
+        .as_str()
+        .unwrap()
+        .parse::<chrono::DateTime<chrono::Utc>>()
+        .unwrap()
+        .timestamp_millis()
 }
