@@ -131,9 +131,15 @@ impl WebhookClient {
         })
     }
 
-    /// The status and body of the webhook's answer.
+    /// The status and body of the webhook's answer. The topic goes in the
+    /// signed body (`event`) as well as the header, which the signature does
+    /// not cover: the webhook then takes it from the body.
     pub async fn send(&self, topic: &str, payload: &Value) -> Result<(u16, String)> {
-        let body = serde_json::to_vec(payload)?;
+        let mut payload = payload.clone();
+        if let Some(fields) = payload.as_object_mut() {
+            fields.insert("event".into(), topic.into());
+        }
+        let body = serde_json::to_vec(&payload)?;
         let (sha1, sha256) =
             modelobs_labelbox::webhook::signature::sign(self.secret.as_bytes(), &body);
         let response = self

@@ -653,6 +653,14 @@ mod tests {
         assert_eq!(received.len(), 1);
         let (headers, event) = &received[0];
         assert_eq!(header(headers, "x-labelbox-event"), Some("LABEL_CREATED"));
+        // ... and in the signed body, where the webhook takes it from
+        let (_, signed_topic) = modelobs_labelbox::webhook::payload::parse(event, None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            signed_topic.topic_from,
+            modelobs_labelbox::webhook::payload::TopicFrom::Body
+        );
         modelobs_labelbox::webhook::signature::verify_request(
             SECRET.as_bytes(),
             event,
