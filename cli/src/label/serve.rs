@@ -10,6 +10,14 @@
 //! - `POST /api/tasks/<id>/label` `{"objects":[{"class","box":{x1,y1,x2,y2}}]}`:
 //!   400 when a class is not an animal or a box is not inside the image,
 //!   502 with the webhook's answer when it refuses (the task stays queued).
+//!
+//! The page signs with the real webhook secret, so every request must come
+//! from the page itself ([`Guard`]): a `Host` that is not this server's own
+//! address is 421 (a page elsewhere whose name was rebound to 127.0.0.1 — DNS
+//! rebinding — would otherwise read the queue and post labels), a POST whose
+//! `Origin` (or, without one, `Referer`) is another site is 403, and a POST
+//! that is not `application/json` is 415: forms and plain text are what a
+//! page elsewhere can send without the browser asking this server first.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -19,7 +27,8 @@ use anyhow::{Context, Result, bail};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::Utc;
@@ -99,8 +108,9 @@ pub async fn serve<S: ObjectStore + 'static>(
     review: Review<S>,
 ) -> Result<()> {
     // Scripts read the address from this line (`--listen 127.0.0.1:0`).
-    println!("label: review page on http://{}/", listener.local_addr()?);
-    axum::serve(listener, router(Arc::new(review)))
+    let addr = listener.local_addr()?;
+    println!("label: review page on http://{addr}/");
+    axum::serve(listener, router(Arc::new(review), Guard::for_address(addr)))
         .await
         .context("serving the review page")
 }
@@ -127,7 +137,132 @@ impl<S: ObjectStore> Review<S> {
     }
 }
 
-pub fn router<S: ObjectStore + 'static>(review: Arc<Review<S>>) -> Router {
+/// Which requests come from the page itself: those naming this server by one
+/// of its own addresses.
+#[derive(Debug, Clone)]
+pub struct Guard {
+    /// `Host` values for this server: localhost, 127.0.0.1 and [::1] with its
+    /// port, and the address it is bound to (`--listen`).
+    hosts: Vec<String>,
+}
+
+impl Guard {
+    pub fn for_address(addr: SocketAddr) -> Self {
+        let port = addr.port();
+        let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "[::1]"]
+            .iter()
+            .map(|h| format!("{h}:{port}"))
+            .collect();
+        hosts.push(addr.to_string());
+        if port == 80 {
+            // A browser leaves the default port out of Host and Origin.
+            let bare: Vec<String> = hosts
+                .iter()
+                .filter_map(|h| h.strip_suffix(":80").map(str::to_string))
+                .collect();
+            hosts.extend(bare);
+        }
+        hosts.dedup();
+        Self { hosts }
+    }
+
+    fn is_own_host(&self, host: &str) -> bool {
+        self.hosts.iter().any(|h| h.eq_ignore_ascii_case(host))
+    }
+
+    /// `http://<own host>`, exactly: no other scheme, port or name.
+    fn is_own_origin(&self, origin: &str) -> bool {
+        origin
+            .strip_prefix("http://")
+            .is_some_and(|host| self.is_own_host(host))
+    }
+
+    /// The Referer's scheme and authority as an origin.
+    fn is_own_referer(&self, referer: &str) -> bool {
+        referer.strip_prefix("http://").is_some_and(|rest| {
+            let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+            self.is_own_host(authority)
+        })
+    }
+
+    /// `Ok` for a request from the page; else the refusal to answer.
+    fn check(&self, method: &Method, headers: &HeaderMap) -> Result<(), ApiError> {
+        let text = |name| {
+            headers
+                .get(name)
+                .map(|v| v.to_str().unwrap_or("(not text)"))
+        };
+        match text(header::HOST) {
+            Some(host) if self.is_own_host(host) => {}
+            host => {
+                return Err(ApiError::new(
+                    StatusCode::MISDIRECTED_REQUEST,
+                    "unknown_host",
+                    format!(
+                        "Host {} is not this page's address ({}): a page elsewhere may be \
+                         reaching it through a name rebound to this machine",
+                        host.unwrap_or("(none)"),
+                        self.hosts.join(", ")
+                    ),
+                ));
+            }
+        }
+        if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+            return Ok(());
+        }
+        // Browsers send Origin with every POST from a page; Referer is the
+        // fallback for those that don't. Neither: not a browser, nothing to forge.
+        let foreign = match (text(header::ORIGIN), text(header::REFERER)) {
+            (Some(origin), _) if !self.is_own_origin(origin) => Some(("Origin", origin)),
+            (None, Some(referer)) if !self.is_own_referer(referer) => Some(("Referer", referer)),
+            _ => None,
+        };
+        if let Some((name, value)) = foreign {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "foreign_origin",
+                format!(
+                    "{name} {value} is not this page (http://{}): only the page itself posts labels",
+                    self.hosts[0]
+                ),
+            ));
+        }
+        let content_type = text(header::CONTENT_TYPE).unwrap_or("(none)");
+        let essence = content_type.split(';').next().unwrap_or_default().trim();
+        if !essence.eq_ignore_ascii_case("application/json") {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                format!("Content-Type {content_type}: labels are posted as application/json"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Every request through [`Guard::check`]; a refusal is logged and answered.
+async fn guarded(
+    axum::extract::State(guard): axum::extract::State<Arc<Guard>>,
+    request: axum::extract::Request,
+    next: Next,
+) -> Response {
+    match guard.check(request.method(), request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(refusal) => {
+            eprintln!(
+                "label: refused {} {} ({} {}): {}",
+                request.method(),
+                request.uri().path(),
+                refusal.status.as_u16(),
+                refusal.code,
+                refusal.message
+            );
+            refusal.into_response()
+        }
+    }
+}
+
+pub fn router<S: ObjectStore + 'static>(review: Arc<Review<S>>, guard: Guard) -> Router {
     Router::new()
         .route("/", get(page::<S>))
         .route("/image/{id}", get(image::<S>))
@@ -136,6 +271,7 @@ pub fn router<S: ObjectStore + 'static>(review: Arc<Review<S>>) -> Router {
         .route("/api/tasks/{id}/label", post(label::<S>))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such page") })
         .with_state(review)
+        .layer(middleware::from_fn_with_state(Arc::new(guard), guarded))
 }
 
 /// `{"error": {"code", "message"}}`, plus the webhook's answer when it refused.
@@ -822,6 +958,200 @@ mod tests {
         assert_eq!(status, 502, "{body}");
         assert_eq!(body["error"]["code"], "webhook_unreachable");
         assert!(store.keys().contains(&keys::labeling_task(task.id)));
+    }
+
+    // --- who may drive the page (issue 12, item 4) ---
+
+    const A_LABEL: &str =
+        r#"{"objects": [{"class": "dog", "box": {"x1": 1, "y1": 1, "x2": 20, "y2": 20}}]}"#;
+
+    /// One request to the page with these headers (and a label body for POST).
+    async fn send(
+        base: &str,
+        method: reqwest::Method,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
+        let mut request = reqwest::Client::new().request(method.clone(), format!("{base}{path}"));
+        if method == reqwest::Method::POST {
+            request = request.body(A_LABEL);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let r = request.send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    fn port_of(base: &str) -> u16 {
+        base.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_request_for_another_host_is_refused_so_a_rebound_name_reads_and_writes_nothing() {
+        // GIVEN the page on 127.0.0.1:<port>, a task queued, a webhook that accepts
+        let store = Arc::new(MemoryStore::new());
+        let task = queued_task(&store).await;
+        let webhook = FakeWebhook::start(200, "{}").await;
+        let base = start(store.clone(), &webhook.url).await;
+        let port = port_of(&base);
+        let label_path = format!("/api/tasks/{}/label", task.id);
+        let json_type = ("content-type", "application/json");
+        for host in [
+            format!("evil.example:{port}"),
+            "evil.example".to_string(),
+            format!("127.0.0.1:{}", port.wrapping_add(1)),
+            format!("localhost.evil.example:{port}"),
+        ] {
+            // WHEN a page whose name was rebound to 127.0.0.1 reads the queue or posts a label
+            for (method, path) in [
+                (reqwest::Method::GET, "/".to_string()),
+                (reqwest::Method::GET, "/api/tasks".to_string()),
+                (reqwest::Method::GET, format!("/image/{}", task.id)),
+                (reqwest::Method::POST, label_path.clone()),
+            ] {
+                let (status, body) =
+                    send(&base, method.clone(), &path, &[("host", &host), json_type]).await;
+                // THEN 421, in the page's JSON error shape
+                assert_eq!(status, 421, "{host} {method} {path}: {body}");
+                assert_eq!(body["error"]["code"], "unknown_host", "{host} {path}");
+                assert!(
+                    body["error"]["message"].as_str().unwrap().contains(&host),
+                    "{body}"
+                );
+            }
+        }
+        // ... nothing reached the webhook and the task is still queued
+        assert!(webhook.received().is_empty());
+        assert!(store.keys().contains(&keys::labeling_task(task.id)));
+        // AND the page's own names for itself are served
+        for host in [
+            format!("127.0.0.1:{port}"),
+            format!("localhost:{port}"),
+            format!("LOCALHOST:{port}"),
+            format!("[::1]:{port}"),
+        ] {
+            let (status, body) = send(
+                &base,
+                reqwest::Method::GET,
+                "/api/tasks",
+                &[("host", &host)],
+            )
+            .await;
+            assert_eq!(status, 200, "{host}: {body}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_post_from_another_origin_is_refused_and_the_task_stays() {
+        // GIVEN the page, a task queued, a webhook that accepts
+        let store = Arc::new(MemoryStore::new());
+        let task = queued_task(&store).await;
+        let webhook = FakeWebhook::start(200, "{}").await;
+        let base = start(store.clone(), &webhook.url).await;
+        let port = port_of(&base);
+        let path = format!("/api/tasks/{}/label", task.id);
+        let json_type = ("content-type", "application/json");
+        let other_port = format!("http://127.0.0.1:{}", port.wrapping_add(1));
+        let https = format!("https://127.0.0.1:{port}");
+        let foreign_referer = "http://evil.example/page.html".to_string();
+        let lookalike = format!("http://127.0.0.1:{port}.evil.example/");
+        for (name, value) in [
+            ("origin", "http://evil.example"),
+            ("origin", "null"),
+            ("origin", other_port.as_str()),
+            ("origin", https.as_str()),
+            // No Origin: the Referer says where the request comes from.
+            ("referer", foreign_referer.as_str()),
+            ("referer", lookalike.as_str()),
+        ] {
+            // WHEN a page elsewhere posts a label through the person's browser
+            let (status, body) = send(
+                &base,
+                reqwest::Method::POST,
+                &path,
+                &[(name, value), json_type],
+            )
+            .await;
+            // THEN 403, saying why
+            assert_eq!(status, 403, "{name}: {value}: {body}");
+            assert_eq!(body["error"]["code"], "foreign_origin", "{name}: {value}");
+        }
+        // ... nothing was signed or sent, and the task is still queued
+        assert!(webhook.received().is_empty());
+        assert!(store.keys().contains(&keys::labeling_task(task.id)));
+        // AND the page's own origin is served
+        let own = format!("http://localhost:{port}");
+        let (status, body) = send(
+            &base,
+            reqwest::Method::POST,
+            &path,
+            &[("origin", &own), json_type],
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(webhook.received().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_post_from_the_pages_own_referer_is_served() {
+        let store = Arc::new(MemoryStore::new());
+        let task = queued_task(&store).await;
+        let webhook = FakeWebhook::start(200, "{}").await;
+        let base = start(store.clone(), &webhook.url).await;
+        let referer = format!("{base}/?task={}", task.id);
+        let (status, body) = send(
+            &base,
+            reqwest::Method::POST,
+            &format!("/api/tasks/{}/label", task.id),
+            &[("referer", &referer), ("content-type", "application/json")],
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_post_that_is_not_json_is_415_and_the_task_stays() {
+        // GIVEN the page, a task queued, a webhook that accepts
+        let store = Arc::new(MemoryStore::new());
+        let task = queued_task(&store).await;
+        let webhook = FakeWebhook::start(200, "{}").await;
+        let base = start(store.clone(), &webhook.url).await;
+        let path = format!("/api/tasks/{}/label", task.id);
+        // WHEN a label comes as a form or plain text (what a page elsewhere can send
+        // without asking first), or says no type
+        for content_type in [
+            Some("text/plain"),
+            Some("application/x-www-form-urlencoded"),
+            Some("multipart/form-data; boundary=x"),
+            Some("application/jsonp"),
+            None,
+        ] {
+            let headers: Vec<(&str, &str)> = content_type
+                .map(|t| ("content-type", t))
+                .into_iter()
+                .collect();
+            let (status, body) = send(&base, reqwest::Method::POST, &path, &headers).await;
+            // THEN 415
+            assert_eq!(status, 415, "{content_type:?}: {body}");
+            assert_eq!(body["error"]["code"], "unsupported_media_type");
+        }
+        assert!(webhook.received().is_empty());
+        assert!(store.keys().contains(&keys::labeling_task(task.id)));
+        // AND JSON with a charset is JSON
+        let (status, body) = send(
+            &base,
+            reqwest::Method::POST,
+            &path,
+            &[("content-type", "Application/JSON; charset=utf-8")],
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
     }
 
     #[tokio::test]
