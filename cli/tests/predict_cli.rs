@@ -157,6 +157,7 @@ fn without_onnx_runtime_it_says_how_to_get_it() {
 
 /// Runs `modelobs predict` on `image` and waits for it with wait4: its exit
 /// code, stderr and peak resident memory in bytes.
+#[allow(clippy::zombie_processes)] // reaped by wait4 below, which clippy can't see
 fn predict_measured(image: &Path) -> (Option<i32>, String, u64) {
     use std::os::unix::process::ExitStatusExt;
     let child = Command::new(env!("CARGO_BIN_EXE_modelobs"))

@@ -50,6 +50,12 @@ impl SqsQueue {
         let shared = aws_config::load_from_env().await;
         let config = aws_sdk_sqs::config::Builder::from(&shared)
             .retry_config(aws_sdk_sqs::config::retry::RetryConfig::disabled())
+            // No SDK limit on an attempt otherwise (see S3Store::client_from_env).
+            .timeout_config(
+                aws_sdk_sqs::config::timeout::TimeoutConfig::builder()
+                    .operation_attempt_timeout(std::time::Duration::from_secs(5))
+                    .build(),
+            )
             .build();
         aws_sdk_sqs::Client::from_conf(config)
     }

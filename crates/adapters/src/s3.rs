@@ -38,7 +38,15 @@ impl S3Store {
     pub async fn client_from_env() -> aws_sdk_s3::Client {
         let shared = aws_config::load_from_env().await;
         let mut config = aws_sdk_s3::config::Builder::from(&shared)
-            .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled());
+            .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
+            // The SDK sets no limit on an attempt: a black-holed endpoint would
+            // hold a call until Lambda kills the function. 15 s covers any
+            // object the functions read or write (images are a few MB).
+            .timeout_config(
+                aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+                    .operation_attempt_timeout(std::time::Duration::from_secs(15))
+                    .build(),
+            );
         if shared.endpoint_url().is_some() {
             config = config
                 .force_path_style(true)

@@ -46,11 +46,26 @@ pub struct CalledPath(pub String);
 pub struct LambdaApp {
     router: Router,
     paths: Paths,
+    /// Kept free before the invocation's deadline to answer in.
+    margin: std::time::Duration,
 }
 
 impl LambdaApp {
+    /// Answers are cut off this long before the invocation's deadline, unless
+    /// [`Self::with_deadline_margin`].
+    pub const DEFAULT_MARGIN: std::time::Duration = std::time::Duration::from_secs(1);
+
     pub fn new(router: Router, paths: Paths) -> Self {
-        Self { router, paths }
+        Self {
+            router,
+            paths,
+            margin: Self::DEFAULT_MARGIN,
+        }
+    }
+
+    pub fn with_deadline_margin(mut self, margin: std::time::Duration) -> Self {
+        self.margin = margin;
+        self
     }
 
     /// Always answers (routing can't fail); the body comes back as text when
@@ -66,12 +81,28 @@ impl LambdaApp {
         };
         *req.uri_mut() = routed.parse().unwrap_or_else(|_| Uri::from_static("/"));
         req.extensions_mut().insert(CalledPath(path));
-        let resp = self
-            .router
-            .clone()
-            .oneshot(req.map(axum::body::Body::new))
-            .await
-            .unwrap_or_else(|never| match never {});
+        // Out of time is a clean 503 the caller retries, never a killed
+        // invocation: whatever the route's clients spend, it stops here.
+        let budget = req
+            .lambda_context_ref()
+            .and_then(|c| modelobs_retry::deadline::time_left(c.deadline, self.margin));
+        let id = request_id(&req);
+        let routed = modelobs_retry::deadline::within(
+            budget,
+            self.router.clone().oneshot(req.map(axum::body::Body::new)),
+        )
+        .await;
+        let resp = match routed {
+            Ok(resp) => resp.unwrap_or_else(|never| match never {}),
+            Err(out) => {
+                tracing::error!(request_id = id, code = "out_of_time", error = %out, "request cut off");
+                return error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "out_of_time",
+                    &format!("{out}; nothing was acknowledged, retry"),
+                );
+            }
+        };
         let (parts, body) = resp.into_parts();
         let bytes = axum::body::to_bytes(body, usize::MAX)
             .await
@@ -233,5 +264,24 @@ mod tests {
         let resp = app.handle(request("POST", "/nope")).await;
         assert_eq!(resp.status(), StatusCode::NOT_FOUND);
         assert_eq!(text(&resp)["error"]["code"], "not_found");
+    }
+
+    #[tokio::test]
+    async fn a_route_that_outlasts_the_invocation_is_a_503_before_the_deadline() {
+        // GIVEN a route that never answers, and an invocation with 1.3 s left
+        let router = Router::new().route("/hang", post(std::future::pending::<&str>));
+        let app = LambdaApp::new(router, Paths::AsSent);
+        let mut context = lambda_http::Context::default();
+        context.request_id = "req-7".into();
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        context.deadline = now_ms + 1_300;
+        let req = request("POST", "/hang").with_lambda_context(context);
+        // WHEN it is called THEN it answers 503 out_of_time (1 s margin kept)
+        let resp = app.handle(req).await;
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(text(&resp)["error"]["code"], "out_of_time");
     }
 }

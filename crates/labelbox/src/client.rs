@@ -49,6 +49,9 @@ pub struct LabelboxClient {
     /// the longest `Retry-After` honoured.
     retry: RetryPolicy,
     polling: Polling,
+    /// Each request's own limit (connect, send, answer); the default is the
+    /// SDK's 180 s, far over a Lambda's budget: functions set their own.
+    request_timeout: Duration,
 }
 
 impl std::fmt::Debug for LabelboxClient {
@@ -58,6 +61,7 @@ impl std::fmt::Debug for LabelboxClient {
             .field("endpoint", &self.endpoint)
             .field("retry", &self.retry)
             .field("polling", &self.polling)
+            .field("request_timeout", &self.request_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -76,8 +80,6 @@ impl LabelboxClient {
     pub fn new(api_key: impl Into<String>) -> Result<Self, LabelboxError> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
-            // The SDK allows 60 s per query and 180 s for batches.
-            .timeout(Duration::from_secs(180))
             .build()?;
         Ok(Self {
             endpoint: DEFAULT_ENDPOINT.to_string(),
@@ -91,7 +93,16 @@ impl LabelboxClient {
                 jitter: true,
             },
             polling: Polling::default(),
+            // The SDK allows 60 s per query and 180 s for batches.
+            request_timeout: Duration::from_secs(180),
         })
+    }
+
+    /// Each request (every attempt, every poll, every download) ends after
+    /// `timeout`: a black-holed Labelbox costs that, not the SDK's 180 s.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
     }
 
     /// Another GraphQL endpoint (tests: a local fake). The experimental
@@ -224,7 +235,12 @@ impl LabelboxClient {
     /// A file Labelbox points to (an export chunk): a signed storage URL,
     /// fetched without the API key, as the SDK does (`requests.get(url)`).
     pub(crate) async fn download(&self, url: &str) -> Result<Vec<u8>, LabelboxError> {
-        let response = self.http.get(url).send().await?;
+        let response = self
+            .http
+            .get(url)
+            .timeout(self.request_timeout)
+            .send()
+            .await?;
         let status = response.status();
         if status == StatusCode::TOO_MANY_REQUESTS {
             return Err(LabelboxError::RateLimited {
@@ -253,6 +269,7 @@ impl LabelboxClient {
         self.retry
             .run(operation, || async {
                 let sent = request()
+                    .timeout(self.request_timeout)
                     .bearer_auth(&self.api_key)
                     .header("Accept", "application/json")
                     .send()

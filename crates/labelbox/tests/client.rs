@@ -226,6 +226,35 @@ async fn a_long_retry_after_is_capped() {
 }
 
 #[tokio::test]
+async fn a_black_holed_labelbox_costs_the_request_timeout_per_attempt_not_180_s() {
+    // GIVEN a Labelbox that never answers the first two attempts
+    let fake = FakeLabelbox::start(KEY).await;
+    fake.script("CreateDatasetPyApi", Scripted::BlackHole);
+    fake.script("CreateDatasetPyApi", Scripted::BlackHole);
+    // WHEN a client with a 200 ms request timeout and 2 attempts asks
+    let client = client(&fake)
+        .with_request_timeout(Duration::from_millis(200))
+        .with_retry(RetryPolicy {
+            attempts: 2,
+            ..client(&fake).retry_policy()
+        });
+    let err = client.create_dataset("captures").await.unwrap_err();
+    // THEN both attempts timed out and it says so, retryable
+    assert!(err.is_transient(), "{err:?}");
+    assert_eq!(fake.operations().len(), 2);
+    // AND the third attempt of a client allowing it succeeds
+    let policy = client.retry_policy();
+    let created = client
+        .with_retry(RetryPolicy {
+            attempts: 3,
+            ..policy
+        })
+        .create_dataset("captures")
+        .await;
+    assert!(created.is_ok(), "{created:?}");
+}
+
+#[tokio::test]
 async fn a_500_is_retried() {
     let fake = FakeLabelbox::start(KEY).await;
     fake.script(

@@ -15,6 +15,8 @@
 //! (`modelobs_adapters::s3`, `::queue`), so a call is tried at most
 //! `attempts` times in all, not `attempts` × the SDK's 3.
 
+pub mod deadline;
+
 use std::collections::hash_map::RandomState;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};

@@ -51,7 +51,13 @@ pub enum Scripted {
         message: String,
         code: Option<String>,
     },
+    /// Never answers (a black-holed endpoint): the request hangs until the
+    /// client gives up.
+    BlackHole,
 }
+
+/// The status `answer` gives a black-holed request: `serve` never answers it.
+const NO_ANSWER: u16 = 0;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FakeDataRow {
@@ -324,6 +330,9 @@ async fn serve(
             (status, retry_after, body.into_bytes())
         }
     };
+    if status == NO_ANSWER {
+        std::future::pending::<()>().await;
+    }
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = (status, [("content-type", "application/json")], body).into_response();
     if let Some(seconds) = retry_after {
@@ -499,6 +508,7 @@ fn answer(state: &mut State, request: HttpRequest) -> (u16, Option<u64>, String)
                 json!({ "message": "scripted" }).to_string(),
             ),
             Scripted::GraphqlError { message, code } => gql_error(message, code.as_deref()),
+            Scripted::BlackHole => (NO_ANSWER, None, String::new()),
         };
     }
     let experimental = request.path == "/_gql";

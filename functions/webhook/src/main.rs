@@ -15,9 +15,12 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env().await?;
     let fetcher = match config.labelbox {
         Some(lb) => Some(LabelboxFetcher {
-            // The function has 15 s: short retries, and an export still running
-            // after 8 s is a 503, so Labelbox delivers the event again.
+            // The function has 15 s: 4 s a request, short retries, and an export
+            // still running after 8 s is a 503, so Labelbox delivers the event
+            // again. Whatever that adds up to, the app answers 503 out_of_time
+            // 1 s before the deadline (modelobs_http::LambdaApp).
             client: LabelboxClient::new(lb.api_key)?
+                .with_request_timeout(std::time::Duration::from_secs(4))
                 .with_retry(RetryPolicy {
                     attempts: 3,
                     first_delay: std::time::Duration::from_millis(300),

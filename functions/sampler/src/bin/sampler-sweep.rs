@@ -6,17 +6,22 @@
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use modelobs_adapters::s3::S3Store;
 use modelobs_pipeline::sample::{self, SweepSettings};
+use modelobs_retry::deadline::{time_left, within};
 use modelobs_sampler::config::Config;
+use modelobs_sampler::wiring;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     modelobs_adapters::init_tracing();
     let config = Config::from_env().await?;
-    let deps = modelobs_sampler::wiring::deps(config, S3Store::client_from_env().await).await?;
+    let deps = wiring::deps(config, S3Store::client_from_env().await).await?;
     let deps = &deps;
     lambda_runtime::run(service_fn(
-        move |_: LambdaEvent<serde_json::Value>| async move {
-            let report = sample::sweep(deps, SweepSettings::default()).await?;
+        move |event: LambdaEvent<serde_json::Value>| async move {
+            // Cut off before the deadline: what was re-submitted stays so, the
+            // rest stays pending for the next run.
+            let budget = time_left(event.context.deadline, wiring::INVOCATION_MARGIN);
+            let report = within(budget, sample::sweep(deps, SweepSettings::default())).await??;
             tracing::info!(
                 checked = report.checked,
                 pending = report.pending,
