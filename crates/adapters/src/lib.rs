@@ -102,6 +102,42 @@ pub trait ObjectStore: Send + Sync {
         &self,
         prefix: &str,
     ) -> impl Future<Output = Result<Vec<ListedObject>, StoreError>> + Send;
+
+    /// Deletes `key` only while its ETag is `etag` (S3's conditional
+    /// DeleteObject); `false`: it changed (or is gone), nothing was deleted.
+    /// The default reads and compares first, which leaves a window between
+    /// the two: the real stores override it with the atomic form.
+    fn delete_if_match(
+        &self,
+        key: &str,
+        etag: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        async move {
+            match self.get(key).await? {
+                Some(o) if o.etag == etag => self.delete(key).await.map(|()| true),
+                _ => Ok(false),
+            }
+        }
+    }
+
+    /// Copies `from` to `to` (server-side on S3: the bytes never pass through
+    /// the function). The default reads and writes.
+    fn copy(&self, from: &str, to: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async move {
+            let object = self
+                .get(from)
+                .await?
+                .ok_or_else(|| StoreError::Permanent(format!("copy: {from} does not exist")))?;
+            self.put(
+                to,
+                object.body,
+                "application/octet-stream",
+                PutCondition::Always,
+            )
+            .await
+            .map(|_| ())
+        }
+    }
 }
 
 /// One store shared by several users (e.g. a handler and its labeling backend).
@@ -132,5 +168,17 @@ impl<T: ObjectStore> ObjectStore for std::sync::Arc<T> {
         prefix: &str,
     ) -> impl Future<Output = Result<Vec<ListedObject>, StoreError>> + Send {
         (**self).list(prefix)
+    }
+
+    fn delete_if_match(
+        &self,
+        key: &str,
+        etag: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).delete_if_match(key, etag)
+    }
+
+    fn copy(&self, from: &str, to: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).copy(from, to)
     }
 }

@@ -100,6 +100,16 @@ impl ObjectStore for MemoryStore {
         Ok(())
     }
 
+    async fn delete_if_match(&self, key: &str, etag: &str) -> Result<bool, StoreError> {
+        self.injected_failure()?;
+        let mut objects = self.objects.lock().unwrap();
+        if objects.get(key).is_some_and(|(o, _, _)| o.etag == etag) {
+            objects.remove(key);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
     async fn get(&self, key: &str) -> Result<Option<StoredObject>, StoreError> {
         self.injected_failure()?;
         Ok(self
@@ -130,6 +140,34 @@ impl ObjectStore for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn conditional_deletes_and_copies_behave_like_s3() {
+        let s = MemoryStore::new();
+        let Ok(PutOutcome::Written { etag: old }) = s
+            .put("k", Bytes::from_static(b"1"), "t", PutCondition::Always)
+            .await
+        else {
+            panic!("written")
+        };
+        s.put("k", Bytes::from_static(b"2"), "t", PutCondition::Always)
+            .await
+            .unwrap();
+        assert!(
+            !s.delete_if_match("k", &old).await.unwrap(),
+            "replaced since"
+        );
+        let current = s.get("k").await.unwrap().unwrap();
+        assert_eq!(current.body, Bytes::from_static(b"2"));
+        s.copy("k", "k2").await.unwrap();
+        assert_eq!(s.body("k2"), Some(Bytes::from_static(b"2")));
+        assert!(s.delete_if_match("k", &current.etag).await.unwrap());
+        assert!(s.body("k").is_none());
+        assert!(
+            !s.delete_if_match("k", &current.etag).await.unwrap(),
+            "gone"
+        );
+    }
 
     #[tokio::test]
     async fn conditional_puts_behave_like_s3() {

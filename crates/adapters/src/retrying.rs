@@ -82,6 +82,16 @@ impl<S: ObjectStore> ObjectStore for Retrying<S> {
     async fn list(&self, prefix: &str) -> Result<Vec<ListedObject>, StoreError> {
         self.policy.run("list", || self.inner.list(prefix)).await
     }
+
+    async fn delete_if_match(&self, key: &str, etag: &str) -> Result<bool, StoreError> {
+        self.policy
+            .run("delete", || self.inner.delete_if_match(key, etag))
+            .await
+    }
+
+    async fn copy(&self, from: &str, to: &str) -> Result<(), StoreError> {
+        self.policy.run("copy", || self.inner.copy(from, to)).await
+    }
 }
 
 impl<Q: Queue> Queue for Retrying<Q> {

@@ -91,6 +91,14 @@ where
     }
 }
 
+/// What CopySource must escape: everything but the unreserved characters and `/`.
+const COPY_SOURCE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'/')
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
 impl ObjectStore for S3Store {
     async fn put(
         &self,
@@ -137,6 +145,51 @@ impl ObjectStore for S3Store {
             .await
             .map(|_| ())
             .map_err(|e| classify("delete", key, &e))
+    }
+
+    async fn delete_if_match(&self, key: &str, etag: &str) -> Result<bool, StoreError> {
+        match self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .if_match(etag)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            // 412: the ETag changed; 404: it is gone.
+            Err(SdkError::ServiceError(se)) if matches!(se.raw().status().as_u16(), 412 | 404) => {
+                Ok(false)
+            }
+            // 501: an S3 without conditional deletes (LocalStack 4; AWS has them
+            // since 2024): read, compare and delete, with the window between.
+            Err(SdkError::ServiceError(se)) if se.raw().status().as_u16() == 501 => {
+                tracing::debug!(key, "conditional delete not implemented here; compared first");
+                match self.get(key).await? {
+                    Some(o) if o.etag == etag => self.delete(key).await.map(|()| true),
+                    _ => Ok(false),
+                }
+            }
+            Err(e) => Err(classify("delete", key, &e)),
+        }
+    }
+
+    async fn copy(&self, from: &str, to: &str) -> Result<(), StoreError> {
+        let source = format!(
+            "{}/{}",
+            self.bucket,
+            percent_encoding::utf8_percent_encode(from, COPY_SOURCE)
+        );
+        self.client
+            .copy_object()
+            .bucket(&self.bucket)
+            .key(to)
+            .copy_source(source)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify("copy", from, &e))
     }
 
     async fn get(&self, key: &str) -> Result<Option<StoredObject>, StoreError> {

@@ -267,3 +267,50 @@ async fn list_walks_every_page_in_key_order_and_stays_in_its_prefix() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+#[ignore = "needs LocalStack (localstack/with-stack): make test runs it"]
+async fn a_conditional_delete_spares_a_replaced_object_and_copy_is_server_side() {
+    let (store, _, prefix) = stack("delete_if_match").await;
+    let key = format!("{prefix}incoming/cam 1.png");
+    // GIVEN an object read at v1, then replaced by v2 (a client's new upload)
+    let v1 = written(
+        store
+            .put(
+                &key,
+                Bytes::from_static(b"v1"),
+                "image/png",
+                PutCondition::Always,
+            )
+            .await
+            .unwrap(),
+    );
+    let v2 = written(
+        store
+            .put(
+                &key,
+                Bytes::from_static(b"v2"),
+                "image/png",
+                PutCondition::Always,
+            )
+            .await
+            .unwrap(),
+    );
+    assert_ne!(v1, v2);
+    // WHEN v1's reader deletes it conditionally THEN v2 stays
+    assert!(!store.delete_if_match(&key, &v1).await.unwrap());
+    assert_eq!(
+        store.get(&key).await.unwrap().unwrap().body,
+        Bytes::from_static(b"v2")
+    );
+    // AND a copy carries the bytes under the new key (a key with a space)
+    let aside = format!("{prefix}incoming-rejected/cam 1.png");
+    store.copy(&key, &aside).await.unwrap();
+    assert_eq!(
+        store.get(&aside).await.unwrap().unwrap().body,
+        Bytes::from_static(b"v2")
+    );
+    // AND with the current ETag the delete happens
+    assert!(store.delete_if_match(&key, &v2).await.unwrap());
+    assert!(store.get(&key).await.unwrap().is_none());
+}

@@ -18,6 +18,9 @@ use crate::capture;
 pub struct UploadDeps<D, S> {
     pub detector: D,
     pub store: S,
+    /// Larger objects are moved aside unread (`MAX_UPLOAD_BYTES`): a
+    /// multi-GB drop must not be read into the function's memory.
+    pub max_object_bytes: u64,
 }
 
 /// Failures worth a retry: the event fails, S3 redelivers, then the failure destination.
@@ -74,12 +77,22 @@ async fn handle_record<D: Detector, S: ObjectStore>(
             });
         }
     };
+    // The event says how big the object is: too big is moved aside unread.
+    let claimed = record.s3.object.size.unwrap_or(0).max(0) as u64;
+    if claimed > deps.max_object_bytes {
+        let etag = record.s3.object.e_tag.as_deref().map(quoted);
+        return reject_unread(deps, key, claimed, etag).await;
+    }
     let Some(object) = deps.store.get(&key).await? else {
         return Ok(Outcome::Skipped {
             key,
             why: "gone: already processed",
         });
     };
+    if object.body.len() as u64 > deps.max_object_bytes {
+        // Replaced by a larger object since the event: the same refusal.
+        return reject_unread(deps, key, object.body.len() as u64, Some(object.etag)).await;
+    }
 
     let captured_at = record.event_time;
     match deps.detector.detect(&object.body) {
@@ -96,7 +109,7 @@ async fn handle_record<D: Detector, S: ObjectStore>(
                 &object.body,
             );
             capture::store(&deps.store, &record, object.body).await?;
-            deps.store.delete(&key).await?;
+            remove_if_unchanged(deps, &key, &object.etag).await?;
             Ok(Outcome::Captured {
                 key,
                 capture_id: id,
@@ -128,8 +141,68 @@ async fn handle_record<D: Detector, S: ObjectStore>(
                     PutCondition::Always,
                 )
                 .await?;
-            deps.store.delete(&key).await?;
+            remove_if_unchanged(deps, &key, &object.etag).await?;
             Ok(Outcome::Rejected { key, moved_to })
         }
+    }
+}
+
+/// Deletes the processed object only if it is still the one processed: a
+/// client that uploaded again under the same key meanwhile keeps its new
+/// object, and that upload's own event processes it.
+async fn remove_if_unchanged<D, S: ObjectStore>(
+    deps: &UploadDeps<D, S>,
+    key: &str,
+    etag: &str,
+) -> Result<(), UploadError> {
+    if !deps.store.delete_if_match(key, etag).await? {
+        tracing::warn!(key, "replaced while we worked: left for its own event");
+    }
+    Ok(())
+}
+
+/// An object over `max_object_bytes`: copied aside server-side (never read),
+/// with its reason, and removed from `incoming/`.
+async fn reject_unread<D, S: ObjectStore>(
+    deps: &UploadDeps<D, S>,
+    key: String,
+    size: u64,
+    etag: Option<String>,
+) -> Result<Outcome, UploadError> {
+    let (moved_to, reason_key) = keys::rejected_upload(&key);
+    let reason = json!({
+        "key": key,
+        "code": "payload_too_large",
+        "message": format!("{size} bytes, over the limit of {} (MAX_UPLOAD_BYTES); not read", deps.max_object_bytes),
+        "rejected_at": Utc::now(),
+    });
+    tracing::warn!(
+        key,
+        size,
+        limit = deps.max_object_bytes,
+        "upload too large; moved aside unread"
+    );
+    deps.store.copy(&key, &moved_to).await?;
+    deps.store
+        .put(
+            &reason_key,
+            Bytes::from(reason.to_string()),
+            "application/json",
+            PutCondition::Always,
+        )
+        .await?;
+    match etag {
+        Some(etag) => remove_if_unchanged(deps, &key, &etag).await?,
+        None => deps.store.delete(&key).await?,
+    }
+    Ok(Outcome::Rejected { key, moved_to })
+}
+
+/// An ETag as S3's headers write it (event records carry it bare).
+fn quoted(etag: &str) -> String {
+    if etag.starts_with('"') {
+        etag.to_string()
+    } else {
+        format!("\"{etag}\"")
     }
 }

@@ -25,6 +25,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// `MAX_IMAGE_PIXELS` (default 40 MP): checked from the header before decoding.
     pub max_image_pixels: u64,
+    /// `MAX_UPLOAD_BYTES` (default 32 MiB): larger `incoming/` objects are
+    /// moved aside unread (inference-upload).
+    pub max_upload_bytes: u64,
     /// `ALLOW_CLIENT_TIMESTAMPS=true` honours `X-Capture-Time` (traffic simulation).
     pub allow_client_timestamps: bool,
     /// `SCORE_THRESHOLD`, `NMS_IOU`: override the model metadata's defaults.
@@ -80,6 +83,7 @@ impl Config {
                 .unwrap_or_else(|| PathBuf::from("/tmp/models")),
             max_body_bytes: parsed("MAX_BODY_BYTES")?.unwrap_or(6 * 1024 * 1024),
             max_image_pixels: parsed("MAX_IMAGE_PIXELS")?.unwrap_or(40_000_000),
+            max_upload_bytes: parsed("MAX_UPLOAD_BYTES")?.unwrap_or(32 << 20),
             allow_client_timestamps,
             score_threshold: parsed("SCORE_THRESHOLD")?,
             nms_iou: parsed("NMS_IOU")?,

@@ -41,7 +41,38 @@ async fn deps_with(
     UploadDeps {
         detector: FakeDetector::new(),
         store: Retrying::new(store, RetryPolicy::immediate(3)),
+        max_object_bytes: 1 << 20,
     }
+}
+
+#[tokio::test]
+async fn an_object_over_the_limit_is_moved_aside_unread() {
+    // GIVEN an image whose event says it is 10 GB (the limit here: 1 MiB)
+    let deps = deps_with("incoming/field cam(1).png", PNG).await;
+    let mut e = event("s3-incoming-image.json");
+    e.records[0].s3.object.size = Some(10_000_000_000);
+    // (the event's ETag is the stored object's, bare, as S3 writes it)
+    let stored = deps.store.get("incoming/field cam(1).png").await.unwrap();
+    e.records[0].s3.object.e_tag = Some(stored.unwrap().etag.trim_matches('"').to_string());
+    // WHEN the event arrives
+    let out = handle(e, &deps).await.unwrap();
+    // THEN it is rejected without being read (the image would have been
+    // captured), copied aside with its reason, and gone from incoming/
+    let [Outcome::Rejected { moved_to, .. }] = out.as_slice() else {
+        panic!("{out:?}")
+    };
+    assert_eq!(deps.detector.calls.load(Ordering::SeqCst), 0);
+    assert_eq!(deps.store.body(moved_to).as_deref(), Some(PNG));
+    let reason_key = deps
+        .store
+        .keys()
+        .into_iter()
+        .find(|k| k.ends_with(".reason.json"))
+        .unwrap();
+    let reason: serde_json::Value =
+        serde_json::from_slice(&deps.store.body(&reason_key).unwrap()).unwrap();
+    assert_eq!(reason["code"], "payload_too_large");
+    assert!(deps.store.body("incoming/field cam(1).png").is_none());
 }
 
 #[tokio::test]

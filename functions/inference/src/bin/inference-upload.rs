@@ -23,6 +23,7 @@ async fn main() -> Result<(), Error> {
     let deps = UploadDeps {
         detector: config.load_detector(&store).await?,
         store,
+        max_object_bytes: config.max_upload_bytes,
     };
     let deps = &deps;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<S3Event>| async move {

@@ -2,7 +2,7 @@
 
 #![allow(dead_code)]
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use modelobs_core::BBox;
 use modelobs_core::records::{Detection, ModelRef, StageTimings};
@@ -13,6 +13,8 @@ pub struct FakeDetector {
     model: ModelRef,
     /// Fail like a broken model runtime.
     pub broken: AtomicBool,
+    /// Images it was given.
+    pub calls: AtomicU32,
 }
 
 impl FakeDetector {
@@ -28,6 +30,7 @@ impl FakeDetector {
                 version: version.into(),
             },
             broken: AtomicBool::new(false),
+            calls: AtomicU32::new(0),
         }
     }
 }
@@ -40,6 +43,7 @@ impl Detector for FakeDetector {
         0.35
     }
     fn detect(&self, image: &[u8]) -> Result<Prediction, DetectError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
         if self.broken.load(Ordering::SeqCst) {
             return Err(DetectError::Model("session failed".into()));
         }
