@@ -46,9 +46,14 @@ from PIL import Image, ImageEnhance, ImageFilter
 ANIMALS = {16: "bird", 17: "cat", 18: "dog", 19: "horse", 20: "sheep", 21: "cow",
            22: "elephant", 23: "bear", 24: "zebra", 25: "giraffe"}
 # Which parameters train. head: the three per-level heads (3x3 conv + 1x1 conv each); fpn: plus
-# the FPN's lateral 1x1 convs; all: everything (forgets other classes fast: see train/README.md).
+# the FPN's lateral 1x1 convs; early+fpn: plus the stem and the first CSP stage (stride 2-4: where
+# low light, noise and blur are first seen); all: everything. The backbone's layers (every one
+# that is not a head or an FPN lateral) train at --backbone-lr-scale times the learning rate.
+# (The graph has no BatchNorm: onnx2torch gets it already fused into the convs, so there are no
+# running statistics to freeze.)
 HEAD_CONVS = {"n103_Conv", "n105_Conv", "n116_Conv", "n117_Conv", "n119_Conv", "n129_Conv"}
 FPN_CONVS = {"n047_Conv", "n068_Conv", "n097_Conv"}
+EARLY_CONVS = {"n001_Conv", "n006_Conv", "n009_Conv", "n012_Conv", "n016_Conv"}
 
 
 def sha256_file(path):
@@ -476,10 +481,10 @@ def ap50(dets, gts, n_classes):
 VAL_CONDITIONS = ("clean", "dark", "blur+small")
 
 
-def validate(net, items, spec, levels, class_channels, bins, draws=2, seed=2026):
+def validate(net, items, spec, levels, class_channels, bins, draws=2, seed=2026, conditions=VAL_CONDITIONS):
     """AP50 per demo condition on the validation items (the same draws at every call)."""
     result, names = {}, list(ANIMALS.values())
-    for condition in VAL_CONDITIONS:
+    for condition in conditions:
         rng = random.Random(seed)
         dets, gts = [], {}
         for i, (path, boxes, _) in enumerate(items):
@@ -506,7 +511,16 @@ def main():
     ap.add_argument("--max-steps", type=int, default=0, help="stop after this many optimizer steps (0: no limit)")
     ap.add_argument("--batch", type=int, default=8, help="images per optimizer step (gradients accumulated)")
     ap.add_argument("--lr", type=float, default=1e-2)
-    ap.add_argument("--train", choices=["head", "fpn", "all"], default="fpn")
+    ap.add_argument("--train", choices=["head", "fpn", "early+fpn", "all"], default="fpn",
+                    help="which layers train: the heads; plus the FPN's lateral convs; plus the stem and "
+                         "first backbone stage; everything")
+    ap.add_argument("--backbone-lr-scale", type=float, default=0.05,
+                    help="the backbone's layers (early+fpn, all) train at this times --lr (plain SGD)")
+    ap.add_argument("--backbone-step", type=float, default=0.0,
+                    help="instead of --backbone-lr-scale: every backbone tensor's gradient is rescaled to the "
+                         "tensor's own norm before the step, and the step is this (on the same schedule), so "
+                         "each layer moves about this fraction of its weights per step whatever its gradient's "
+                         "size (layer-wise trust ratio, as LARS); 0: off")
     ap.add_argument("--zoom-out", type=float, default=0.3, help="chance of placing an image smaller in the input")
     ap.add_argument("--drift", type=float, default=0.8,
                     help="chance that an image gets a drift degradation (low light + noise, defocus, "
@@ -518,6 +532,10 @@ def main():
                     help="after each epoch, score AP50 on this split of the same datasets under the demo's "
                          "conditions and keep the best epoch ('none': keep the last)")
     ap.add_argument("--val-draws", type=int, default=1, help="draws per validation image and condition")
+    ap.add_argument("--val-conditions", default=",".join(VAL_CONDITIONS),
+                    help="comma-separated demo conditions to validate under (of %(default)s); 'clean' alone "
+                         "when the data are captures that already carry their drift (modelobs dataset export), "
+                         "so that validation does not drift them twice")
     ap.add_argument("--min-share", type=float, default=0.25,
                     help="repeat each smaller --data dataset until it is about this share of an epoch (0: never)")
     ap.add_argument("--seed", type=int, default=1)
@@ -526,6 +544,9 @@ def main():
     ap.add_argument("--device", default="auto", help="cpu, cuda, or auto (cuda when available)")
     ap.add_argument("--version", help="the new model version (default: ft-<dataset hash>-s<seed>)")
     args = ap.parse_args()
+    val_conditions = tuple(c.strip() for c in args.val_conditions.split(",") if c.strip())
+    if not val_conditions or any(c not in VAL_CONDITIONS for c in val_conditions):
+        ap.error(f"--val-conditions: a comma-separated subset of {','.join(VAL_CONDITIONS)}")
 
     random.seed(args.seed)
     np.random.seed(args.seed)
@@ -568,25 +589,37 @@ def main():
           f"device {device}, {args.threads} threads", file=sys.stderr)
 
     net = convert(model)
-    trainable = {"head": HEAD_CONVS, "fpn": HEAD_CONVS | FPN_CONVS,
+    trainable = {"head": HEAD_CONVS, "fpn": HEAD_CONVS | FPN_CONVS, "early+fpn": HEAD_CONVS | FPN_CONVS | EARLY_CONVS,
                  "all": {n for n, m in net.named_children() if any(True for _ in m.parameters())}}[args.train]
-    params = []
+    params, backbone_params = [], []
     for name, p in net.named_parameters():
-        keep = name.rsplit(".", 1)[0] in trainable
+        module = name.rsplit(".", 1)[0]
+        keep = module in trainable
         p.requires_grad_(keep)
         if keep:
-            params.append(p)
+            (params if module in HEAD_CONVS | FPN_CONVS else backbone_params).append(p)
     # Distillation needs the parent's scores on the same input: the parent's frozen copies of
     # the trained layers run beside them in the same graph, on the shared frozen layers'
     # features (one backbone pass, not two).
     runner = (net if args.no_distill else with_teacher(net, trainable)).to(device)
     runner.train()
-    print(f"finetune: training {sum(p.numel() for p in params)} of "
-          f"{sum(p.numel() for p in net.parameters())} parameters ({args.train})", file=sys.stderr)
+    print(f"finetune: training {sum(p.numel() for p in params + backbone_params)} of "
+          f"{sum(p.numel() for p in net.parameters())} parameters ({args.train}; "
+          f"{sum(p.numel() for p in backbone_params)} of them in the backbone at lr x {args.backbone_lr_scale:g})",
+          file=sys.stderr)
     # SGD, not Adam: near the parent's optimum Adam's sign-like first steps (lr on every one of
     # the ~0.5 M weights alike) raised the loss even on one fixed image; SGD steps follow the
     # gradient's size.
-    opt = torch.optim.SGD(params, lr=args.lr, momentum=0.9, weight_decay=1e-4)
+    # The backbone at a fraction of the heads' rate: it holds what the parent knows about every class,
+    # and at the heads' rate it was wrecked within an epoch (train/README.md, run D).
+    # The gradient's size relative to the weights differs 2000-fold between the stem (|g|/|w| about 3
+    # on 16 drifted images) and the heads' 3x3 conv (0.0013): one rate for all cannot suit both,
+    # hence --backbone-step.
+    groups = [{"params": params, "lr": args.lr}]
+    if backbone_params:
+        groups.append({"params": backbone_params, "lr": args.backbone_step, "weight_decay": 0.0} if args.backbone_step > 0
+                      else {"params": backbone_params, "lr": args.lr * args.backbone_lr_scale})
+    opt = torch.optim.SGD(groups, lr=args.lr, momentum=0.9, weight_decay=1e-4)
     steps = math.ceil(len(items) * args.epochs / args.batch)
     if args.max_steps:
         steps = min(steps, args.max_steps)
@@ -631,6 +664,12 @@ def main():
             parts_sum["loss"] += loss.item() / args.batch
             for k, v in parts.items():
                 parts_sum[k] += v / args.batch
+        if args.backbone_step > 0:
+            for p in backbone_params:
+                if p.grad is not None:
+                    g, w = p.grad.norm(), p.detach().norm()
+                    if g > 0 and w > 0:
+                        p.grad.mul_(w / g)
         opt.step()
         sched.step()
         history.append(parts_sum)
@@ -638,7 +677,8 @@ def main():
             print(f"finetune: step {step + 1}/{steps} loss {parts_sum['loss']:.4f} (qfl {parts_sum['qfl']:.4f} "
                   f"dfl {parts_sum['dfl']:.4f} giou {parts_sum['giou']:.4f}) {time.time() - t0:.0f}s", file=sys.stderr)
         if val_items and ((step + 1) % steps_per_epoch == 0 or step == steps - 1):
-            ap = validate(runner, val_items, spec, levels_dev, class_channels, bins, args.val_draws)
+            ap = validate(runner, val_items, spec, levels_dev, class_channels, bins, args.val_draws,
+                          conditions=val_conditions)
             score = sum(ap.values()) / len(ap)
             validation.append({"step": step + 1, "epoch": round((step + 1) * args.batch / len(items), 2),
                                **{k: round(v, 4) for k, v in ap.items()}, "mean": round(score, 4)})
@@ -685,12 +725,14 @@ def main():
     spec["training"] = {
         "trainer": "train/finetune.py (GFL: QFL + DFL + GIoU, ATSS)", "train": args.train,
         "epochs": args.epochs, "steps": steps, "batch": args.batch, "lr": args.lr, "optimizer": "SGD(momentum 0.9)",
+        **(({"backbone_step": args.backbone_step} if args.backbone_step > 0 else
+            {"backbone_lr_scale": args.backbone_lr_scale}) if backbone_params else {}),
         "augment": not args.no_augment, "zoom_out": args.zoom_out, "drift": args.drift, "distill": not args.no_distill,
         "seed": args.seed,
         "device": str(device), "threads": args.threads, "torch": torch.__version__,
         "seconds": round(time.time() - t0, 1), "tensors_changed": changed,
         "validation": {"split": args.val_split, "images": len(val_items), "draws": args.val_draws,
-                       "conditions": list(VAL_CONDITIONS), "kept_step": best[1], "epochs": validation}
+                       "conditions": list(val_conditions), "kept_step": best[1], "epochs": validation}
         if best is not None else None,
         "loss_first": round(history[0]["loss"], 5), "loss_last": round(history[-1]["loss"], 5),
     }
