@@ -95,6 +95,13 @@ impl CaptureId {
         Self(uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid())
     }
 
+    /// Whether an id can carry `t`: UUIDv7 holds 48 bits of milliseconds
+    /// since 1970. Outside that, [`Self::new`] would clamp it and the id would
+    /// disagree with the time-partitioned keys written from `t`.
+    pub fn can_carry(t: DateTime<Utc>) -> bool {
+        (0..1_i64 << 48).contains(&t.timestamp_millis())
+    }
+
     /// The capture time the id carries (millisecond precision): enough to
     /// find the capture's time-partitioned keys from the id alone.
     pub fn captured_at(&self) -> Option<DateTime<Utc>> {

@@ -8,6 +8,14 @@ use modelobs_adapters::ObjectStore;
 use modelobs_core::records::ModelRef;
 use modelobs_pipeline::registry::{self, parse_reference};
 
+/// 4.5 MiB: the largest body Lambda can deliver in every form. Its 6 MB
+/// payload limit applies to the event, where a binary body is base64 (4/3
+/// larger), so a raw image over ~4.5 MB never reaches the function: API
+/// Gateway or the function URL refuses it with the platform's own 413. The
+/// same limit for text bodies (JSON `image_base64`, multipart) means every
+/// request we can refuse, we refuse with our JSON 413.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 4_718_592;
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// `DATA_BUCKET`: where captures go.
@@ -21,7 +29,7 @@ pub struct Config {
     pub shadow_model_ref: Option<ModelRef>,
     /// `MODEL_CACHE_DIR` (default `/tmp/models`): where registry versions are pulled.
     pub model_cache_dir: PathBuf,
-    /// `MAX_BODY_BYTES` (default 6 MB, Lambda's payload limit).
+    /// `MAX_BODY_BYTES` (default [`DEFAULT_MAX_BODY_BYTES`]).
     pub max_body_bytes: usize,
     /// `MAX_IMAGE_PIXELS` (default 40 MP): checked from the header before decoding.
     pub max_image_pixels: u64,
@@ -81,7 +89,7 @@ impl Config {
             model_cache_dir: var("MODEL_CACHE_DIR")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("/tmp/models")),
-            max_body_bytes: parsed("MAX_BODY_BYTES")?.unwrap_or(6 * 1024 * 1024),
+            max_body_bytes: parsed("MAX_BODY_BYTES")?.unwrap_or(DEFAULT_MAX_BODY_BYTES),
             max_image_pixels: parsed("MAX_IMAGE_PIXELS")?.unwrap_or(40_000_000),
             max_upload_bytes: parsed("MAX_UPLOAD_BYTES")?.unwrap_or(32 << 20),
             allow_client_timestamps,

@@ -113,9 +113,19 @@ fn capture_time(req: &Request, allowed: bool) -> Result<DateTime<Utc>, ApiError>
     let text = value
         .to_str()
         .map_err(|_| ApiError::BadRequest("X-Capture-Time is not text".into()))?;
-    DateTime::parse_from_rfc3339(text)
+    let t = DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| ApiError::BadRequest(format!("X-Capture-Time {text:?} is not RFC 3339: {e}")))
+        .map_err(|e| {
+            ApiError::BadRequest(format!("X-Capture-Time {text:?} is not RFC 3339: {e}"))
+        })?;
+    // Capture ids carry the time as UUIDv7 milliseconds since 1970 (48 bits):
+    // outside that the id and the time-partitioned keys would disagree.
+    if !CaptureId::can_carry(t) {
+        return Err(ApiError::BadRequest(format!(
+            "X-Capture-Time {text:?} is outside what a capture id can carry (1970 to 10889)"
+        )));
+    }
+    Ok(t)
 }
 
 async fn predict<D: Detector, S: ObjectStore>(

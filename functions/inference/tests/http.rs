@@ -136,6 +136,56 @@ async fn refusals_have_the_right_status_and_a_json_error() {
 }
 
 #[tokio::test]
+async fn a_capture_time_no_capture_id_can_carry_is_400() {
+    // GIVEN client timestamps allowed, and times before 1970 or past 10889
+    let d = deps(true);
+    for time in [
+        "1969-12-31T23:59:59Z",
+        "1900-01-01T00:00:00Z",
+        "10900-01-01T00:00:00Z",
+    ] {
+        let mut req = fixture("predict-png-capture-time.json");
+        req.headers_mut()
+            .insert("x-capture-time", time.parse().unwrap());
+        // WHEN predicted THEN refused with a JSON 400 naming the header, nothing stored
+        let resp = handle(req, &d).await;
+        assert_eq!(resp.status().as_u16(), 400, "{time}");
+        let Body::Text(text) = resp.body() else {
+            panic!("text body")
+        };
+        let body: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(body["error"]["code"], "bad_request", "{time}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("X-Capture-Time")
+        );
+    }
+    assert!(d.store.keys().is_empty());
+}
+
+#[tokio::test]
+async fn the_default_body_limit_is_the_largest_body_lambda_delivers() {
+    use modelobs_inference::config::DEFAULT_MAX_BODY_BYTES;
+    // Lambda's 6 MB payload carries a binary body base64-encoded: every
+    // binary body it delivers is within the default ...
+    assert!(DEFAULT_MAX_BODY_BYTES.div_ceil(3) * 4 <= 6 * 1024 * 1024);
+    // ... and a text body over it (JSON image_base64) gets our JSON 413
+    let mut d = deps(false);
+    Arc::get_mut(&mut d).unwrap().max_body_bytes = DEFAULT_MAX_BODY_BYTES;
+    let mut req = fixture("predict-json-base64.json");
+    *req.body_mut() = Body::Text("x".repeat(DEFAULT_MAX_BODY_BYTES + 1));
+    let resp = handle(req, &d).await;
+    assert_eq!(resp.status().as_u16(), 413);
+    let Body::Text(text) = resp.body() else {
+        panic!("text body")
+    };
+    let body: Value = serde_json::from_str(text).unwrap();
+    assert_eq!(body["error"]["code"], "payload_too_large");
+}
+
+#[tokio::test]
 async fn an_oversized_body_is_413() {
     let mut d = deps(false);
     Arc::get_mut(&mut d).unwrap().max_body_bytes = 1000;
