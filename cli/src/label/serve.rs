@@ -162,7 +162,9 @@ impl Guard {
                 .collect();
             hosts.extend(bare);
         }
-        hosts.dedup();
+        // Each once, in this order (the first names the page in refusals).
+        let mut seen = std::collections::HashSet::new();
+        hosts.retain(|h| seen.insert(h.clone()));
         Self { hosts }
     }
 
@@ -1152,6 +1154,29 @@ mod tests {
         )
         .await;
         assert_eq!(status, 200, "{body}");
+    }
+
+    #[test]
+    fn the_guard_names_each_own_host_once() {
+        let guard = Guard::for_address("127.0.0.1:8088".parse().unwrap());
+        assert_eq!(
+            guard.hosts,
+            ["localhost:8088", "127.0.0.1:8088", "[::1]:8088"]
+        );
+        let guard = Guard::for_address("127.0.0.2:80".parse().unwrap());
+        assert_eq!(
+            guard.hosts,
+            [
+                "localhost:80",
+                "127.0.0.1:80",
+                "[::1]:80",
+                "127.0.0.2:80",
+                "localhost",
+                "127.0.0.1",
+                "[::1]",
+                "127.0.0.2"
+            ]
+        );
     }
 
     #[tokio::test]
