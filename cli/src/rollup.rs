@@ -196,6 +196,7 @@ pub fn bench(args: &BenchRollupArgs) -> Result<(), CliError> {
                 evaluated_at: at,
                 detections: dts,
                 gt_objects: gts,
+                gt_not_reported: 0,
                 label_lag_s: 0.0,
                 ap50: records::summarize([cells.as_slice()]).ap50,
                 at_serving_threshold: eval::operating_point(&cells, 0.5, 0.2)

@@ -186,6 +186,24 @@ pub struct CaptureRecord {
     pub score_threshold: f64,
     pub detections: Vec<Detection>,
     pub timings_ms: StageTimings,
+    /// The class ids the model was set to report (`CLASSES`); ground truth of
+    /// any other class is not held against it. `None` (records written before
+    /// this was kept): every class counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reported_classes: Option<Vec<u16>>,
+}
+
+impl CaptureRecord {
+    /// Whether the model was set to report `class_id` on this capture.
+    pub fn reports(&self, class_id: u16) -> bool {
+        self.reported_classes
+            .as_ref()
+            .is_none_or(|ids| ids.contains(&class_id))
+    }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Record for CaptureRecord {
@@ -349,6 +367,11 @@ pub struct ImageEval {
     pub evaluated_at: DateTime<Utc>,
     pub detections: u32,
     pub gt_objects: u32,
+    /// Ground-truth objects of classes the model was not set to report
+    /// (`CaptureRecord::reported_classes`): left out of the evaluation, so a
+    /// labeller's extra class does not lower the model's AP.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub gt_not_reported: u32,
     /// Seconds from capture to label.
     pub label_lag_s: f64,
     /// This image's AP at IoU 0.5 (-1 when it has no ground truth).
@@ -386,6 +409,7 @@ impl ImageEval {
         let gt = truth
             .objects
             .iter()
+            .filter(|o| capture.reports(o.class_id))
             .enumerate()
             .map(|(i, o)| {
                 o.bbox.validate()?;
@@ -424,7 +448,8 @@ impl ImageEval {
             label_version: truth.version(),
             evaluated_at,
             detections: capture.detections.len() as u32,
-            gt_objects: truth.objects.len() as u32,
+            gt_objects: gt.len() as u32,
+            gt_not_reported: (truth.objects.len() - gt.len()) as u32,
             label_lag_s: (truth.updated_at - capture.captured_at).num_milliseconds() as f64 / 1e3,
             ap50,
             at_serving_threshold,

@@ -589,6 +589,7 @@ mod tests {
             score_threshold: 0.25,
             detections,
             timings_ms: StageTimings::default(),
+            reported_classes: None,
         }
     }
 

@@ -175,6 +175,7 @@ fn labelled(rng: &mut Rng, at: DateTime<Utc>, model: &ModelRef) -> (CaptureRecor
         score_threshold: 0.35,
         detections,
         timings_ms: StageTimings::default(),
+        reported_classes: None,
     };
     let truth = GroundTruth {
         id,
@@ -188,6 +189,50 @@ fn labelled(rng: &mut Rng, at: DateTime<Utc>, model: &ModelRef) -> (CaptureRecor
         reviewed_at: None,
     };
     (capture, truth)
+}
+
+#[test]
+fn ground_truth_of_a_class_the_model_does_not_report_is_left_out() {
+    // GIVEN a capture by a model set to report dogs only, with one right dog,
+    // and a label with that dog and a person (a class it never reports)
+    let model = ModelRef {
+        name: "nanodet-coco".into(),
+        version: "1".into(),
+    };
+    let (mut capture, mut truth) = labelled(&mut Rng::new(3), now(), &model);
+    let dog = BBox::new(100.0, 100.0, 300.0, 260.0).unwrap();
+    capture.detections = vec![Detection {
+        label: "dog".into(),
+        class_id: 16,
+        score: 0.9,
+        bbox: dog,
+    }];
+    capture.reported_classes = Some(vec![16]);
+    truth.objects = vec![
+        GroundTruthObject {
+            label: "dog".into(),
+            class_id: 16,
+            bbox: dog,
+            iscrowd: false,
+        },
+        GroundTruthObject {
+            label: "person".into(),
+            class_id: 0,
+            bbox: BBox::new(400.0, 50.0, 500.0, 300.0).unwrap(),
+            iscrowd: false,
+        },
+    ];
+    // WHEN evaluated
+    let eval = ImageEval::evaluate(&capture, &truth, now()).unwrap();
+    // THEN the person is counted aside, not as a miss: AP50 is the dog's 1.0
+    assert_eq!((eval.gt_objects, eval.gt_not_reported), (1, 1));
+    assert!((eval.ap50 - 1.0).abs() < 1e-12, "{}", eval.ap50);
+    assert_eq!(eval.at_serving_threshold.fn_, 0);
+    // AND a record without the field (written before it) counts every class
+    capture.reported_classes = None;
+    let all = ImageEval::evaluate(&capture, &truth, now()).unwrap();
+    assert_eq!((all.gt_objects, all.gt_not_reported), (2, 0));
+    assert!(all.ap50 < 0.75, "the person is a miss: {}", all.ap50);
 }
 
 #[test]

@@ -103,4 +103,9 @@ pub trait Detector: Send + Sync {
     /// Detections scoring below this are not returned.
     fn score_threshold(&self) -> f64;
     fn detect(&self, image: &[u8]) -> Result<Prediction, DetectError>;
+    /// The class ids it reports (`None`: all it knows), recorded with each
+    /// capture so that ground truth of other classes is not held against it.
+    fn reported_classes(&self) -> Option<Vec<u16>> {
+        None
+    }
 }

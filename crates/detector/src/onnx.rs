@@ -196,6 +196,20 @@ impl Detector for OnnxDetector {
         self.score_threshold
     }
 
+    fn reported_classes(&self) -> Option<Vec<u16>> {
+        if self.allowed.iter().all(|ok| *ok) {
+            return None;
+        }
+        Some(
+            self.allowed
+                .iter()
+                .enumerate()
+                .filter(|(_, ok)| **ok)
+                .map(|(i, _)| i as u16)
+                .collect(),
+        )
+    }
+
     fn detect(&self, image: &[u8]) -> Result<Prediction, DetectError> {
         let t0 = Instant::now();
         let decoded = image_input::decode(image, self.max_pixels)?;

@@ -36,6 +36,7 @@ pub fn record(
         score_threshold: detector.score_threshold(),
         detections: prediction.detections,
         timings_ms: prediction.timings_ms,
+        reported_classes: detector.reported_classes(),
     }
 }
 
@@ -97,6 +98,7 @@ pub async fn shadow<S: ObjectStore>(
         score_threshold: shadow.score_threshold(),
         detections: prediction.detections,
         timings_ms: prediction.timings_ms,
+        reported_classes: shadow.reported_classes(),
         ..serving.clone()
     };
     let key = keys::shadow_capture_record(record.id, record.captured_at, &record.model.version)?;
