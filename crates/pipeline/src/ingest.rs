@@ -118,12 +118,6 @@ async fn handle_record<D: Detector, S: ObjectStore>(
         Err(source @ DetectError::Model(_)) => Err(UploadError::Model { key, source }),
         Err(refusal) => {
             let (moved_to, reason_key) = keys::rejected_upload(&key);
-            let reason = json!({
-                "key": key,
-                "code": refusal.code(),
-                "message": refusal.to_string(),
-                "rejected_at": Utc::now(),
-            });
             tracing::warn!(key, error = %refusal, "upload rejected");
             deps.store
                 .put(
@@ -133,14 +127,7 @@ async fn handle_record<D: Detector, S: ObjectStore>(
                     PutCondition::Always,
                 )
                 .await?;
-            deps.store
-                .put(
-                    &reason_key,
-                    Bytes::from(reason.to_string()),
-                    "application/json",
-                    PutCondition::Always,
-                )
-                .await?;
+            write_reason(deps, &reason_key, &key, refusal.code(), refusal.to_string()).await?;
             remove_if_unchanged(deps, &key, &object.etag).await?;
             Ok(Outcome::Rejected { key, moved_to })
         }
@@ -170,12 +157,6 @@ async fn reject_unread<D, S: ObjectStore>(
     etag: Option<String>,
 ) -> Result<Outcome, UploadError> {
     let (moved_to, reason_key) = keys::rejected_upload(&key);
-    let reason = json!({
-        "key": key,
-        "code": "payload_too_large",
-        "message": format!("{size} bytes, over the limit of {} (MAX_UPLOAD_BYTES); not read", deps.max_object_bytes),
-        "rejected_at": Utc::now(),
-    });
     tracing::warn!(
         key,
         size,
@@ -183,19 +164,34 @@ async fn reject_unread<D, S: ObjectStore>(
         "upload too large; moved aside unread"
     );
     deps.store.copy(&key, &moved_to).await?;
-    deps.store
-        .put(
-            &reason_key,
-            Bytes::from(reason.to_string()),
-            "application/json",
-            PutCondition::Always,
-        )
-        .await?;
+    let limit = deps.max_object_bytes;
+    let message = format!("{size} bytes, over the limit of {limit} (MAX_UPLOAD_BYTES); not read");
+    write_reason(deps, &reason_key, &key, "payload_too_large", message).await?;
     match etag {
         Some(etag) => remove_if_unchanged(deps, &key, &etag).await?,
         None => deps.store.delete(&key).await?,
     }
     Ok(Outcome::Rejected { key, moved_to })
+}
+
+/// `incoming-rejected/<key>.reason.json`: why `key` was moved aside.
+async fn write_reason<D, S: ObjectStore>(
+    deps: &UploadDeps<D, S>,
+    reason_key: &str,
+    key: &str,
+    code: &str,
+    message: String,
+) -> Result<(), UploadError> {
+    let reason = json!({"key": key, "code": code, "message": message, "rejected_at": Utc::now()});
+    deps.store
+        .put(
+            reason_key,
+            Bytes::from(reason.to_string()),
+            "application/json",
+            PutCondition::Always,
+        )
+        .await?;
+    Ok(())
 }
 
 /// An ETag as S3's headers write it (event records carry it bare).

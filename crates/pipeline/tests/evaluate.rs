@@ -309,9 +309,14 @@ async fn a_slow_handler_of_an_older_label_never_overwrites_a_newer_evaluation() 
     assert_eq!(eval.at_serving_threshold.tp, 3);
 }
 
-#[tokio::test]
-async fn an_old_tombstone_never_removes_a_re_created_labels_evaluation() {
-    // GIVEN the label deleted (v2) and then created again (v3), evaluated
+/// A label (v1) deleted (v2) and created again (v3), with v3 stored and
+/// evaluated in a bucket that can replay stale reads.
+async fn deleted_then_re_created() -> (
+    GroundTruth,
+    GroundTruth,
+    GroundTruth,
+    Deps<support::StaleReads<MemoryStore>, MemorySink>,
+) {
     let v1 = truth();
     let mut v2 = v1.clone();
     v2.updated_at += Duration::minutes(10);
@@ -320,12 +325,15 @@ async fn an_old_tombstone_never_removes_a_re_created_labels_evaluation() {
     let mut v3 = v1.clone();
     v3.updated_at += Duration::minutes(20);
     let d = racing_deps(&v3).await;
-    assert!(
-        handle(event("label-arrived.json"), &d)
-            .await
-            .batch_item_failures
-            .is_empty()
-    );
+    let resp = handle(event("label-arrived.json"), &d).await;
+    assert!(resp.batch_item_failures.is_empty());
+    (v1, v2, v3, d)
+}
+
+#[tokio::test]
+async fn an_old_tombstone_never_removes_a_re_created_labels_evaluation() {
+    // GIVEN the label deleted (v2) and then created again (v3), evaluated
+    let (v1, v2, v3, d) = deleted_then_re_created().await;
     // WHEN a slow handler that read the tombstone applies it
     d.store
         .answer_next(&keys::label(v1.id), Some(records::to_json(&v2)));
@@ -343,20 +351,7 @@ async fn a_tombstone_racing_a_re_creation_fails_and_its_retry_restores_the_evalu
     // GIVEN v3 (re-created) stored and evaluated, and a tombstone handler
     // that read the label (v2, deleted) and the evaluation key (empty) before
     // v3's evaluation was written (it saw v1's): its delete removes v3's
-    let v1 = truth();
-    let mut v2 = v1.clone();
-    v2.updated_at += Duration::minutes(10);
-    v2.deleted = true;
-    v2.objects.clear();
-    let mut v3 = v1.clone();
-    v3.updated_at += Duration::minutes(20);
-    let d = racing_deps(&v3).await;
-    assert!(
-        handle(event("label-arrived.json"), &d)
-            .await
-            .batch_item_failures
-            .is_empty()
-    );
+    let (v1, v2, v3, d) = deleted_then_re_created().await;
     d.store
         .answer_next(&keys::label(v1.id), Some(records::to_json(&v2)));
     let mut before = stored_eval(&d.store.inner).unwrap();

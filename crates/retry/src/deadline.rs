@@ -26,17 +26,27 @@ impl std::fmt::Display for OutOfTime {
 impl std::error::Error for OutOfTime {}
 
 /// Time left before `deadline_ms` (milliseconds since the epoch, as Lambda's
-/// `Context::deadline`), less `margin`; `None` for no deadline (0: a test or
-/// a local call without one).
+/// `Context::deadline`), less `margin`, taken when an invocation arrives.
+///
+/// `None` (no cut) when there is no usable deadline: 0 (a test, a local call),
+/// or one that leaves no more than the margin on arrival. Lambda never hands
+/// out an invocation that is already over, but emulators do: `cargo lambda
+/// watch` sends a deadline that has passed when the event arrives, and cutting
+/// every request there would refuse them all.
 pub fn time_left(deadline_ms: u64, margin: Duration) -> Option<Duration> {
     if deadline_ms == 0 {
         return None;
     }
     let deadline = UNIX_EPOCH + Duration::from_millis(deadline_ms);
-    let left = deadline
-        .duration_since(SystemTime::now())
-        .unwrap_or(Duration::ZERO);
-    Some(left.saturating_sub(margin))
+    let left = deadline.duration_since(SystemTime::now()).ok()?;
+    if left <= margin {
+        tracing::warn!(
+            left_ms = left.as_millis() as u64,
+            "the invocation's deadline leaves no more than the margin on arrival (an emulator's?): not cut"
+        );
+        return None;
+    }
+    Some(left - margin)
 }
 
 /// Runs `work`, cut off after `budget` (`None`: no limit).
@@ -64,9 +74,10 @@ mod tests {
         assert!(left <= Duration::from_secs(8) && left > Duration::from_secs(7));
         assert_eq!(
             time_left(now_ms - 5_000, Duration::from_secs(1)),
-            Some(Duration::ZERO),
-            "past the deadline: nothing left"
+            None,
+            "already over on arrival: an emulator's deadline, not Lambda's"
         );
+        assert_eq!(time_left(now_ms + 500, Duration::from_secs(1)), None);
     }
 
     #[tokio::test]
