@@ -540,6 +540,32 @@ class Wiring(unittest.TestCase):
         self.assertGreater(q["RedrivePolicy"]["maxReceiveCount"], 1)
         self.assertEqual(env_of(FUNCTIONS["WebhookFunction"])["METRICS_QUEUE_URL"], {"Ref": "MetricsQueue"})
 
+    def test_every_failure_queue_has_an_alarm_and_the_exposed_functions_reserved_concurrency(self):
+        # Every DLQ and async failure destination is watched by an AWS/SQS alarm.
+        targets = set()
+        for r in RES.values():
+            p = r.get("Properties", {})
+            dlq = p.get("RedrivePolicy", {}).get("deadLetterTargetArn")
+            dest = p.get("EventInvokeConfig", {}).get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
+            targets |= {ref["Fn::GetAtt"][0] for ref in (dlq, dest) if ref}
+        alarmed = {
+            d["Value"]["Fn::GetAtt"][0]
+            for r in RES.values()
+            if r["Type"] == "AWS::CloudWatch::Alarm" and r["Properties"].get("Namespace") == "AWS/SQS"
+            for d in r["Properties"]["Dimensions"]
+            if d["Name"] == "QueueName"
+        }
+        self.assertGreaterEqual(len(targets), 3)
+        self.assertEqual(targets - alarmed, set(), "failure queues without an alarm")
+        # The public webhook and the one-at-a-time rollup reserve concurrency (0 turns it off).
+        for lid, param in [("WebhookFunction", "WebhookConcurrency"), ("RollupFunction", "RollupConcurrency")]:
+            rc = RES[lid]["Properties"]["ReservedConcurrentExecutions"]["Fn::If"]
+            self.assertEqual(rc[1], {"Ref": param}, lid)
+            self.assertEqual(T["Conditions"][rc[0]], {"Fn::Not": [{"Fn::Equals": [{"Ref": param}, 0]}]}, lid)
+        # A failed scheduled run is retried by the next one, never alongside it.
+        for lid in ["RollupFunction", "SamplerSweepFunction"]:
+            self.assertEqual(RES[lid]["Properties"]["EventInvokeConfig"]["MaximumRetryAttempts"], 0, lid)
+
     def test_secrets_are_granted_exactly_where_passed(self):
         for lid, res in FUNCTIONS.items():
             env = env_of(res)
