@@ -75,6 +75,17 @@ train:
 test-train: bins ort
 	"$$(bash train/venv.sh)" train/test_finetune.py --modelobs $(MODELOBS)
 
+## soak: the fault soak (crates/pipeline/tests/soak.rs: duplicates, reordering, racing label
+## updates and deletions, storage faults, two pollers and concurrent rollups, a black-holed Observe)
+## on SOAK_CAPTURES (1000) labelled captures and SOAK_SEEDS (5) seeds, printing its table per seed.
+## `make test` runs the same test on 150 captures and one seed.
+.PHONY: soak
+SOAK_CAPTURES ?= 1000
+SOAK_SEEDS ?= 5
+soak:
+	MODELOBS_SOAK_CAPTURES=$(SOAK_CAPTURES) MODELOBS_SOAK_SEEDS=$(SOAK_SEEDS) \
+	  $(CARGO) test --workspace --test soak -- --nocapture
+
 ## composites: the exact-box composites' images (datasets/composites/*.jpg, seconds) from their
 ## committed recipe and annotations; fails if the annotations are not what the recipe makes.
 composites: bins
