@@ -165,7 +165,10 @@ impl ObjectStore for S3Store {
             // 501: an S3 without conditional deletes (LocalStack 4; AWS has them
             // since 2024): read, compare and delete, with the window between.
             Err(SdkError::ServiceError(se)) if se.raw().status().as_u16() == 501 => {
-                tracing::debug!(key, "conditional delete not implemented here; compared first");
+                tracing::debug!(
+                    key,
+                    "conditional delete not implemented here; compared first"
+                );
                 match self.get(key).await? {
                     Some(o) if o.etag == etag => self.delete(key).await.map(|()| true),
                     _ => Ok(false),
