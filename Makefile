@@ -25,7 +25,7 @@ export ORT_DYLIB_PATH ?= $(ORT_LIB)
 export MODELOBS_TEST_PHOTOS ?= /usr/share/darknet/data
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build bins release dev test composites datasets train test-train fmt-check clippy unit crosscheck bench-eval bench-rollup demo clean ort photos layer bench-inference test-localstack lint-template test-local-resources test-browser chromium
+.PHONY: all build bins release dev test composites datasets train test-train fmt-check clippy unit crosscheck bench-eval bench-rollup demo clean ort photos layer bench-inference test-localstack lint-template test-local-resources test-browser chromium fuzz fuzz-replay fuzz-seeds
 
 all: build
 
@@ -166,3 +166,21 @@ demo: bins ort photos composites
 clean:
 	$(CARGO) clean
 	rm -rf .cache
+
+## fuzz: every fuzz target (fuzz/: images, request bodies, webhooks, S3/SQS events, stored
+## records) for FUZZ_SECONDS each (default 600), one after the other at nice 19, coverage-guided
+## (libFuzzer via cargo-fuzz, on stable with RUSTC_BOOTSTRAP=1, installed under .cache/ on first
+## use); prints executions and any crash per target. Own build in fuzz/target. Not in CI.
+FUZZ_SECONDS ?= 600
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) bash fuzz/run.sh
+
+## fuzz-replay: every committed fuzz input (fuzz/corpus/, fixed crashes) through its target, on
+## plain stable (no libFuzzer, no nightly features), and the fuzz crate's formatting.
+fuzz-replay:
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check
+	$(CARGO) test --manifest-path fuzz/Cargo.toml --locked
+
+## fuzz-seeds: re-create fuzz/corpus/'s seeds from events/ and tiny images and records made by the real code.
+fuzz-seeds:
+	$(CARGO) run --manifest-path fuzz/Cargo.toml --locked --example seeds
