@@ -43,13 +43,21 @@ for t in $FUZZ_TARGETS; do
   log="artifacts/$t/last-run.log"
   echo "== $t: ${FUZZ_SECONDS}s"
   start=$(date +%s)
+  crashes_before=$(find "artifacts/$t" -name 'crash-*' | wc -l)
   # -timeout: an input taking over 10 s is a finding too (a parser that hangs);
   # -rss_limit_mb: far above what any target needs, so a blow-up is one.
+  # With FUZZ_ARGS="-fork=1 -ignore_crashes=1" a run goes on past a crash it has already saved.
   # shellcheck disable=SC2086 # FUZZ_ARGS is a list of options
   if fuzz run "$t" "corpus-run/$t" "corpus/$t" -- \
       -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
       -print_final_stats=1 $FUZZ_ARGS >"$log" 2>&1; then
-    result=ok
+    new=$(( $(find "artifacts/$t" -name 'crash-*' | wc -l) - crashes_before ))
+    if [ "$new" -gt 0 ]; then
+      result="$new CRASHES (inputs in fuzz/artifacts/$t/)"
+      status=1
+    else
+      result=ok
+    fi
   elif grep -q 'Fuzz target exited\|SUMMARY: \|panicked at' "$log"; then
     result="CRASH (see fuzz/$log, input in fuzz/artifacts/$t/)"
     status=1
@@ -59,6 +67,8 @@ for t in $FUZZ_TARGETS; do
   fi
   secs=$(( $(date +%s) - start ))
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1 || true)
+  # fork mode prints no final stats; its progress lines start with the total: "#<n>: cov: ..."
+  [ -n "$execs" ] || execs=$(grep -o '^#[0-9]*: ' "$log" | tr -dc '0-9\n' | tail -1 || true)
   cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 || true)
   line="$t: ${execs:-?} executions in ${secs}s, ${cov:-cov: ?}, corpus-run $(find "corpus-run/$t" -type f | wc -l) inputs: $result"
   echo "$line"

@@ -78,12 +78,12 @@ pub fn run(data: &[u8]) {
     }
     // The 40 MP production limit refuses from the header alone what it must:
     // nothing over it is ever decoded.
-    if let Some((w, h)) = ihdr {
-        if u64::from(w) * u64::from(h) > 40_000_000 {
-            assert!(matches!(
-                image_input::check_pixels(w, h, 40_000_000),
-                Err(DetectError::TooManyPixels { .. })
-            ));
-        }
+    if let Some((w, h)) = ihdr
+        && u64::from(w) * u64::from(h) > 40_000_000
+    {
+        assert!(matches!(
+            image_input::check_pixels(w, h, 40_000_000),
+            Err(DetectError::TooManyPixels { .. })
+        ));
     }
 }

@@ -14,8 +14,11 @@ pub mod records;
 pub mod request_body;
 pub mod webhook;
 
+/// A target's body: panics (an assertion or the code under test) are findings.
+pub type Target = fn(&[u8]);
+
 /// Every target by the name of its binary and corpus directory.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("images", images::run),
     ("request_body", request_body::run),
     ("webhook", webhook::run),
