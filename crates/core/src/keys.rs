@@ -305,6 +305,11 @@ pub fn parse_window_touch(key: &str) -> Result<TouchKey, CoreError> {
     let [granularity, start, version, touch] = parts[..] else {
         return Err(bad("expected <hour|day>/<start>/<model-version>/<touch>"));
     };
+    // chrono's %Y takes a sign: `-026-11-26T07` is 13 characters too, and
+    // window_touch never writes it (found by `make fuzz`).
+    if !start.starts_with(|c: char| c.is_ascii_digit()) {
+        return Err(bad("bad window start"));
+    }
     let window = match granularity {
         "hour" => NaiveDateTime::parse_from_str(&format!("{start}:00"), "%Y-%m-%dT%H:%M")
             .ok()
@@ -532,6 +537,13 @@ mod tests {
         let key = window_touch(&day, "v3", "x").unwrap();
         assert_eq!(parse_window_touch(&key).unwrap().window, day);
         assert!(window_touch(&day, "v3", "a/b").is_err());
+        // A signed year parses with chrono's %Y but is no key we write.
+        for signed in [
+            "windows/touched/hour/-026-11-26T07/v3/x",
+            "windows/touched/day/+026-11-26/v3/x",
+        ] {
+            assert!(parse_window_touch(signed).is_err(), "{signed}");
+        }
         for bad in [
             "windows/touched/hour/2026-11-26T07/v3",
             "windows/touched/week/2026-11-26/v3/x",

@@ -94,6 +94,23 @@ pub const METADATA_BUDGET: u64 = 16 << 20;
 /// 16-bit RGBA) and 16 MiB. JPEG and WebP metadata is stored raw, so it is
 /// bounded by the bytes received.
 pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<DecodedImage, DetectError> {
+    // A decoder's bug must not take the invocation down with the image: a
+    // panic is this image's decode error. (zune-jpeg 0.5.15, the newest
+    // release, panics in its AVX2 IDCT on JPEGs with unusual sampling
+    // factors: fuzz/artifacts-found/fixed/images/.)
+    std::panic::catch_unwind(|| decode_unguarded(bytes, max_pixels)).unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
+        Err(DetectError::Decode(format!(
+            "the decoder failed on this image: {why}"
+        )))
+    })
+}
+
+fn decode_unguarded(bytes: &[u8], max_pixels: u64) -> Result<DecodedImage, DetectError> {
     let format = sniff(bytes)?;
     let mut png_limits = None;
     if format == ImageFormat::Png {
@@ -374,6 +391,23 @@ mod tests {
         t.extend_from_slice(&[0, 0]); // value padding
         t.extend_from_slice(&0u32.to_le_bytes()); // no next IFD
         t
+    }
+
+    #[test]
+    fn a_jpeg_that_panics_the_decoder_is_a_decode_error() {
+        // Found by `make fuzz`: zune-jpeg panics (an unwrap in its AVX2 IDCT)
+        // on this 534-byte JPEG; it was a failed invocation, not an answer.
+        let jpeg = include_bytes!(
+            "../../../fuzz/artifacts-found/fixed/images/zune-jpeg-idct-avx2-unwrap.min.jpg"
+        );
+        match decode(jpeg, 40_000_000) {
+            Err(DetectError::Decode(m)) => assert!(m.contains("decoder failed"), "{m}"),
+            Err(e) => panic!("{e}"),
+            Ok(d) => assert!(
+                d.rgb.width() > 0,
+                "decoded: also fine, if a later zune-jpeg is fixed"
+            ),
+        }
     }
 
     #[test]
