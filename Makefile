@@ -43,9 +43,10 @@ bins:
 release:
 	$(CARGO) build --release -p modelobs-cli
 
-## test: formatting, lints, every test (LocalStack and the end-to-end test included), the COCO
-## cross-check against pycocotools, the template, the review page in a browser.
-test: fmt-check clippy unit crosscheck lint-template test-local-resources test-browser test-train
+## test: formatting, lints, every test (LocalStack and the end-to-end test included, the fault
+## soak's short run), the COCO cross-check against pycocotools, the template, the review page in
+## a browser, the fine-tuning script on a few steps, and the fuzz corpus replayed.
+test: fmt-check clippy unit crosscheck lint-template test-local-resources test-browser test-train fuzz-replay
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
