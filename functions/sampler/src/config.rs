@@ -21,6 +21,9 @@ pub struct LabelboxConfig {
     pub dataset_id: String,
     /// `LABELBOX_URL_DAYS` (default 7): lifetime of the presigned image URLs.
     pub url_days: u64,
+    /// `LABELBOX_ENDPOINT`: another GraphQL endpoint than Labelbox's (the
+    /// fault soak's fake; a private deployment). Unset: api.labelbox.com.
+    pub endpoint: Option<String>,
 }
 
 impl std::fmt::Debug for LabelboxConfig {
@@ -30,6 +33,7 @@ impl std::fmt::Debug for LabelboxConfig {
             .field("project_id", &self.project_id)
             .field("dataset_id", &self.dataset_id)
             .field("url_days", &self.url_days)
+            .field("endpoint", &self.endpoint)
             .finish_non_exhaustive()
     }
 }
@@ -70,6 +74,7 @@ impl Config {
                     .transpose()
                     .context("LABELBOX_URL_DAYS")?
                     .unwrap_or(7),
+                endpoint: var("LABELBOX_ENDPOINT"),
             }),
             Some(other) => bail!("LABELING_BACKEND={other:?}: expected local or labelbox"),
         };
@@ -79,4 +84,19 @@ impl Config {
             backend,
         })
     }
+}
+
+/// The sweep's settings (`sampler-sweep`): `SWEEP_OLDER_THAN_S` (default 900)
+/// is how old a pending decision must be before the sweep re-submits it
+/// (younger ones may still be in S3's own retries); the fault soak shortens it.
+pub fn sweep_settings() -> Result<modelobs_pipeline::sample::SweepSettings> {
+    let mut settings = modelobs_pipeline::sample::SweepSettings::default();
+    if let Some(v) = var("SWEEP_OLDER_THAN_S") {
+        let secs: u32 = v
+            .trim()
+            .parse()
+            .with_context(|| format!("SWEEP_OLDER_THAN_S={v:?}: expected whole seconds"))?;
+        settings.older_than = chrono::Duration::seconds(secs.into());
+    }
+    Ok(settings)
 }

@@ -45,7 +45,11 @@ pub async fn deps(config: Config, s3: Client) -> Result<SamplerDeps, lambda_runt
     );
     let backend = match config.backend {
         Backend::Labelbox(lb) => {
-            let client = modelobs_labelbox::LabelboxClient::new(lb.api_key)?
+            let mut client = modelobs_labelbox::LabelboxClient::new(lb.api_key)?;
+            if let Some(endpoint) = lb.endpoint {
+                client = client.with_endpoint(endpoint);
+            }
+            let client = client
                 .with_request_timeout(LABELBOX_REQUEST_TIMEOUT)
                 .with_retry(LABELBOX_RETRY)
                 .with_polling(LABELBOX_POLLING);

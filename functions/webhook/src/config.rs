@@ -30,6 +30,9 @@ pub struct LabelboxFetch {
     pub api_key: String,
     /// `LABELBOX_PROJECT_ID`: the project when the payload names none.
     pub default_project_id: Option<String>,
+    /// `LABELBOX_ENDPOINT`: another GraphQL endpoint than Labelbox's (the
+    /// fault soak's fake; a private deployment). Unset: api.labelbox.com.
+    pub endpoint: Option<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -60,6 +63,7 @@ impl Config {
             "labelbox" => Some(LabelboxFetch {
                 api_key: resolve_secret("LABELBOX_API_KEY").await?,
                 default_project_id: var("LABELBOX_PROJECT_ID"),
+                endpoint: var("LABELBOX_ENDPOINT"),
             }),
             _ => None,
         };

@@ -19,7 +19,7 @@ async fn main() -> Result<(), Error> {
             // still running after 8 s is a 503, so Labelbox delivers the event
             // again. Whatever that adds up to, the app answers 503 out_of_time
             // 1 s before the deadline (modelobs_http::LambdaApp).
-            client: LabelboxClient::new(lb.api_key)?
+            client: with_endpoint(LabelboxClient::new(lb.api_key)?, lb.endpoint)
                 .with_request_timeout(std::time::Duration::from_secs(4))
                 .with_retry(RetryPolicy {
                     attempts: 3,
@@ -57,4 +57,12 @@ async fn main() -> Result<(), Error> {
         async move { Ok::<_, Error>(app.handle(req).await) }
     }))
     .await
+}
+
+/// `LABELBOX_ENDPOINT` when set, else Labelbox's own.
+fn with_endpoint(client: LabelboxClient, endpoint: Option<String>) -> LabelboxClient {
+    match endpoint {
+        Some(e) => client.with_endpoint(e),
+        None => client,
+    }
 }

@@ -5,15 +5,16 @@
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use modelobs_adapters::s3::S3Store;
-use modelobs_pipeline::sample::{self, SweepSettings};
+use modelobs_pipeline::sample;
 use modelobs_retry::deadline::{time_left, within};
-use modelobs_sampler::config::Config;
+use modelobs_sampler::config::{self, Config};
 use modelobs_sampler::wiring;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     modelobs_adapters::init_tracing();
     let config = Config::from_env().await?;
+    let settings = config::sweep_settings()?;
     let deps = wiring::deps(config, S3Store::client_from_env().await).await?;
     let deps = &deps;
     lambda_runtime::run(service_fn(
@@ -21,7 +22,7 @@ async fn main() -> Result<(), Error> {
             // Cut off before the deadline: what was re-submitted stays so, the
             // rest stays pending for the next run.
             let budget = time_left(event.context.deadline, wiring::INVOCATION_MARGIN);
-            let report = within(budget, sample::sweep(deps, SweepSettings::default())).await??;
+            let report = within(budget, sample::sweep(deps, settings)).await??;
             tracing::info!(
                 checked = report.checked,
                 pending = report.pending,
