@@ -50,6 +50,9 @@ pub struct DevArgs {
     /// Seconds between rollup runs (the template's schedule is 5 minutes); 0 turns it off.
     #[arg(long, default_value_t = 20)]
     pub rollup_every_s: u64,
+    /// Seconds between `sampler-sweep` runs (the template's schedule is 15 minutes); 0 turns it off.
+    #[arg(long, default_value_t = 300)]
+    pub sweep_every_s: u64,
     /// Route to a `cargo lambda watch` that is already running instead of starting one.
     #[arg(long)]
     pub no_watch: bool,
@@ -97,6 +100,9 @@ async fn serve(args: &DevArgs) -> Result<()> {
             String::new()
         }
     );
+    if args.sweep_every_s > 0 {
+        println!("  sweep    sampler-sweep every {} s", args.sweep_every_s);
+    }
     println!("modelobs dev: ready (Ctrl-C stops it)");
 
     let sqs = Sqs(modelobs_adapters::queue::SqsQueue::client_from_env().await);
@@ -145,10 +151,17 @@ async fn serve(args: &DevArgs) -> Result<()> {
             .map(|route| route_forever(route, &sqs, &invoker));
         futures_util::future::join_all(loops).await;
     };
-    let rollups = rollup_forever(&invoker, args.rollup_every_s);
+    let rollups = schedule_forever(&invoker, "rollup", "modelobs-rollup", args.rollup_every_s);
+    let sweeps = schedule_forever(
+        &invoker,
+        "sampler-sweep",
+        "modelobs-sampler-sweep",
+        args.sweep_every_s,
+    );
     let outcome: Result<()> = tokio::select! {
         _ = routing => Ok(()),
         _ = rollups => Ok(()),
+        _ = sweeps => Ok(()),
         _ = shutdown_signal() => {
             println!("modelobs dev: stopping");
             Ok(())
@@ -203,7 +216,13 @@ async fn route_forever<Q: router::EventQueue, I: router::Invoker>(
     }
 }
 
-async fn rollup_forever<I: router::Invoker>(invoker: &I, every_s: u64) {
+/// `function` on a schedule (EventBridge's scheduled event, named `rule`).
+async fn schedule_forever<I: router::Invoker>(
+    invoker: &I,
+    function: &str,
+    rule: &str,
+    every_s: u64,
+) {
     if every_s == 0 {
         return std::future::pending().await;
     }
@@ -211,11 +230,11 @@ async fn rollup_forever<I: router::Invoker>(invoker: &I, every_s: u64) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let event = router::scheduled_event("modelobs-rollup", chrono::Utc::now());
-        match invoker.invoke("rollup", &event).await {
-            Ok(router::Invocation::Succeeded(summary)) => println!("rollup: {summary}"),
-            Ok(router::Invocation::Failed(error)) => println!("rollup failed: {error}"),
-            Err(e) => println!("rollup not reachable: {e}"),
+        let event = router::scheduled_event(rule, chrono::Utc::now());
+        match invoker.invoke(function, &event).await {
+            Ok(router::Invocation::Succeeded(summary)) => println!("{function}: {summary}"),
+            Ok(router::Invocation::Failed(error)) => println!("{function} failed: {error}"),
+            Err(e) => println!("{function} not reachable: {e}"),
         }
     }
 }
