@@ -15,6 +15,8 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use crate::storm::{Fault, Storm};
+
 /// One request as the fake received it.
 #[derive(Debug, Clone)]
 pub struct Recorded {
@@ -148,6 +150,7 @@ struct State {
     labels: Vec<ExportLabel>,
     /// Bytes per export file chunk (`exportFileFromOffset`); `None`: one chunk.
     export_chunk: Option<usize>,
+    storm: Option<Arc<Storm>>,
 }
 
 impl State {
@@ -203,6 +206,13 @@ impl FakeLabelbox {
     /// Answers the next request for `operation` (`"*"`: any) with `answer`.
     pub fn script(&self, operation: &str, answer: Scripted) {
         self.with(|s| s.script.push_back((operation.to_string(), answer)));
+    }
+
+    /// Draws every request from `storm` from now on (GraphQL after the
+    /// `Authorization` check, before scripted answers; file downloads too).
+    /// A status fault is answered `{"message":"storm"}`.
+    pub fn storm(&self, storm: Arc<Storm>) {
+        self.with(|s| s.storm = Some(storm));
     }
 
     /// How many polls a data row upsert task stays `IN_PROGRESS`.
@@ -425,11 +435,30 @@ fn download(state: &mut State, request: HttpRequest) -> (u16, Option<u64>, Vec<u
         variables: Value::Null,
         files: Vec::new(),
     });
+    if let Some(fault) = stormed(state) {
+        let (status, retry_after, body) = fault;
+        return (status, retry_after, body.into_bytes());
+    }
     let url = format!("http://{}{}", state.addr, request.path);
     match state.files.get(&url) {
         Some(content) => (200, None, content.clone()),
         None => (404, None, b"{}".to_vec()),
     }
+}
+
+/// The storm's answer, when it draws a fault.
+fn stormed(state: &State) -> Option<(u16, Option<u64>, String)> {
+    Some(match state.storm.as_ref()?.draw()? {
+        Fault::Status {
+            status,
+            retry_after,
+        } => (
+            status,
+            retry_after,
+            json!({ "message": "storm" }).to_string(),
+        ),
+        Fault::BlackHole => (NO_ANSWER, None, String::new()),
+    })
 }
 
 fn gql_error(message: impl Into<String>, code: Option<&str>) -> (u16, Option<u64>, String) {
@@ -491,6 +520,9 @@ fn answer(state: &mut State, request: HttpRequest) -> (u16, Option<u64>, String)
 
     if authorization.as_deref() != Some(format!("Bearer {}", state.api_key).as_str()) {
         return (401, None, json!({ "message": "Unauthorized" }).to_string());
+    }
+    if let Some(fault) = stormed(state) {
+        return fault;
     }
     if let Some(i) = state
         .script

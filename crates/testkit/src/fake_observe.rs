@@ -11,7 +11,10 @@ use std::sync::{Arc, Mutex};
 use axum::body::Bytes;
 use axum::extract::State as Shared;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
 use tokio::task::JoinHandle;
+
+use crate::storm::{Fault, Storm};
 
 /// One request as the fake received it.
 #[derive(Debug, Clone)]
@@ -22,7 +25,7 @@ pub struct Received {
     pub content_type: Option<String>,
     pub content_encoding: Option<String>,
     pub body: Vec<u8>,
-    /// The status the fake answered.
+    /// The status the fake answered; 0: a storm's black hole, never answered.
     pub answered: u16,
 }
 
@@ -47,6 +50,7 @@ struct State {
     received: Vec<Received>,
     scripted: VecDeque<u16>,
     always: Option<u16>,
+    storm: Option<Arc<Storm>>,
 }
 
 pub struct FakeObserve {
@@ -93,35 +97,61 @@ impl FakeObserve {
         self.state.lock().unwrap().always = Some(status);
     }
 
+    /// Draws every request from `storm` from now on, before the scripted
+    /// statuses: a status fault is answered (with `Retry-After` when set), a
+    /// black hole never.
+    pub fn storm(&self, storm: Arc<Storm>) {
+        self.state.lock().unwrap().storm = Some(storm);
+    }
+
     pub fn received(&self) -> Vec<Received> {
         self.state.lock().unwrap().received.clone()
     }
 }
 
-/// Records the request, answers the next scripted status (200 by default).
+/// Records the request, answers the storm's fault or the next scripted
+/// status (200 by default).
 async fn serve(
     Shared(state): Shared<Arc<Mutex<State>>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> StatusCode {
+) -> Response {
     let header = |name: &str| {
         headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     };
-    let mut s = state.lock().unwrap();
-    let status = s.scripted.pop_front().or(s.always).unwrap_or(200);
-    s.received.push(Received {
-        method: method.to_string(),
-        path: uri.path().to_string(),
-        authorization: header("authorization"),
-        content_type: header("content-type"),
-        content_encoding: header("content-encoding"),
-        body: body.to_vec(),
-        answered: status,
-    });
-    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    let (fault, status, retry_after) = {
+        let mut s = state.lock().unwrap();
+        let fault = s.storm.as_ref().and_then(|storm| storm.draw());
+        let (status, retry_after) = match fault {
+            Some(Fault::Status {
+                status,
+                retry_after,
+            }) => (status, retry_after),
+            Some(Fault::BlackHole) => (0, None),
+            None => (s.scripted.pop_front().or(s.always).unwrap_or(200), None),
+        };
+        s.received.push(Received {
+            method: method.to_string(),
+            path: uri.path().to_string(),
+            authorization: header("authorization"),
+            content_type: header("content-type"),
+            content_encoding: header("content-encoding"),
+            body: body.to_vec(),
+            answered: status,
+        });
+        (fault, status, retry_after)
+    };
+    if fault == Some(Fault::BlackHole) {
+        std::future::pending::<()>().await;
+    }
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    match retry_after {
+        Some(seconds) => (status, [("retry-after", seconds.to_string())]).into_response(),
+        None => status.into_response(),
+    }
 }

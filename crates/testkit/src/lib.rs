@@ -2,7 +2,9 @@
 //! crate (ONNX Runtime, LocalStack, the Debian test photos), the repository's
 //! fixtures, and the fakes of the services we can't reach from tests
 //! ([`fake_labelbox`]: Labelbox's GraphQL API; [`fake_observe`]: Observe's
-//! ingest endpoint), each a small axum app on 127.0.0.1.
+//! ingest endpoint), each a small axum app on 127.0.0.1; for fault soaks,
+//! a [`storm`] the fakes can draw faults from and a [`fault_proxy`] in front
+//! of LocalStack.
 //!
 //! # Gated tests cannot pass silently
 //!
@@ -18,6 +20,9 @@ use std::path::{Path, PathBuf};
 pub mod bombs;
 pub mod fake_labelbox;
 pub mod fake_observe;
+pub mod fault_proxy;
+pub mod soak;
+pub mod storm;
 
 /// A free port on 127.0.0.1, bound (a fake may need its own address before
 /// it serves: Labelbox's hands out URLs to itself).
