@@ -29,21 +29,19 @@ use modelobs_adapters::{
     StoredObject,
 };
 use modelobs_core::keys;
-use modelobs_core::records::{
-    self, CaptureId, CaptureRecord, Granularity, GroundTruth, ImageEval, Window, WindowMetrics,
-};
+use modelobs_core::records::{self, ImageEval, WindowMetrics};
 use modelobs_labelbox::webhook::payload::{self, ClassMap};
 use modelobs_pipeline::evaluate;
 use modelobs_pipeline::label::{self, Recorder};
 use modelobs_pipeline::label_source::MemoryFetcher;
 use modelobs_pipeline::rollup::{self, RollupDeps};
 use modelobs_pipeline::sink::{Fanout, MemorySink, MetricsSink, SinkError};
+use modelobs_testkit::soak;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 
-const CAPTURE: &[u8] = include_bytes!("../../../events/records/capture-record.json");
 const THRESHOLD: f64 = 0.35;
 /// SQS's maxReceiveCount on the metrics queue (template.yaml).
 const MAX_RECEIVES: u32 = 5;
@@ -163,118 +161,6 @@ impl MetricsSink for BlackHole {
     }
 }
 
-/// One capture and the label events a labeller produced for it, in order.
-struct Item {
-    capture: CaptureRecord,
-    /// Webhook bodies (the topic in the signed body), oldest first.
-    events: Vec<Vec<u8>>,
-    /// What the last event leaves: `None` when the label ends deleted.
-    last: Option<Vec<Value>>,
-}
-
-fn boxes(rng: &mut ChaCha8Rng) -> Vec<Value> {
-    let names = ["dog", "cat", "horse", "sheep", "bird"];
-    (0..rng.random_range(1..4))
-        .map(|_| {
-            let (left, top) = (rng.random_range(0..400), rng.random_range(0..300));
-            json!({"title": names[rng.random_range(0..names.len())],
-                "bbox": {"left": left, "top": top,
-                    "width": rng.random_range(20..200), "height": rng.random_range(20..150)}})
-        })
-        .collect()
-}
-
-fn body(
-    topic: &str,
-    label_id: &str,
-    id: CaptureId,
-    at: DateTime<Utc>,
-    objects: Option<&[Value]>,
-) -> Vec<u8> {
-    let mut b = json!({"event": topic, "id": label_id, "dataRow": {"globalKey": id.to_string()},
-        "updatedAt": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)});
-    if let Some(objects) = objects {
-        b["label"] = json!({"objects": objects});
-    }
-    serde_json::to_vec(&b).unwrap()
-}
-
-/// `n` captures over twelve hours, each with a label history: created, maybe
-/// updated, maybe deleted, maybe created again under a new label id.
-fn items(n: usize, rng: &mut ChaCha8Rng) -> Vec<Item> {
-    let template: CaptureRecord = records::from_json(CAPTURE).unwrap();
-    (0..n)
-        .map(|i| {
-            let at = start() + Duration::milliseconds(rng.random_range(0..12 * 3600 * 1000));
-            let id = CaptureId::derived(at, &(i as u64).to_be_bytes());
-            let mut capture = template.clone();
-            capture.id = id;
-            capture.captured_at = at;
-            capture.image.key = keys::capture_image(id, at, "jpg");
-            // The model saw roughly what the labeller will draw first.
-            let first = boxes(rng);
-            capture.detections = template
-                .detections
-                .iter()
-                .cycle()
-                .take(first.len())
-                .zip(&first)
-                .map(|(d, b)| {
-                    let mut d = d.clone();
-                    let (l, t) = (
-                        b["bbox"]["left"].as_f64().unwrap(),
-                        b["bbox"]["top"].as_f64().unwrap(),
-                    );
-                    let (w, h) = (
-                        b["bbox"]["width"].as_f64().unwrap(),
-                        b["bbox"]["height"].as_f64().unwrap(),
-                    );
-                    let jitter = rng.random_range(-6.0..6.0);
-                    d.bbox =
-                        modelobs_core::BBox::new(l + jitter, t, l + w + jitter, t + h).unwrap();
-                    d.score = rng.random_range(0.3..0.99);
-                    let class =
-                        modelobs_core::classes::by_name(b["title"].as_str().unwrap()).unwrap();
-                    (d.label, d.class_id) = (class.name.to_string(), class.index);
-                    d
-                })
-                .collect();
-            let label_a = format!("label-{i}-a");
-            let mut t = at + Duration::minutes(rng.random_range(5..90));
-            let mut events = vec![body("LABEL_CREATED", &label_a, id, t, Some(&first))];
-            let mut last = Some(first);
-            if rng.random_bool(0.3) {
-                t += Duration::seconds(rng.random_range(1..600));
-                let second = boxes(rng);
-                events.push(body("LABEL_UPDATED", &label_a, id, t, Some(&second)));
-                last = Some(second);
-            }
-            if rng.random_bool(0.2) {
-                t += Duration::seconds(rng.random_range(1..600));
-                events.push(body("LABEL_DELETED", &label_a, id, t, None));
-                last = None;
-                if rng.random_bool(0.5) {
-                    t += Duration::seconds(rng.random_range(1..600));
-                    let third = boxes(rng);
-                    events.push(body(
-                        "LABEL_CREATED",
-                        &format!("label-{i}-b"),
-                        id,
-                        t,
-                        Some(&third),
-                    ));
-                    last = Some(third);
-                }
-            }
-            Item {
-                capture,
-                events,
-                last,
-            }
-        })
-        .collect()
-}
-
 /// The deliveries in flight between the senders, the pollers and the schedule.
 struct World {
     deliveries: Vec<Vec<u8>>,
@@ -318,21 +204,14 @@ struct Figures {
     duplicate_messages: usize,
     store_faults: u64,
     concurrent_rollups: usize,
-    // The truth against the bucket.
-    labels_lost: usize,
-    labels_stale: usize,
-    evals_lost: usize,
-    evals_stale: usize,
-    windows: usize,
-    windows_double_counted: usize,
-    windows_short: usize,
-    windows_different: usize,
+    /// The truth against the bucket.
+    outcome: soak::Outcome,
     dlq: usize,
 }
 
 impl Figures {
     fn table(&self) -> String {
-        let rows: [(&str, String); 16] = [
+        let mut rows = vec![
             ("captures, labelled", self.captures.to_string()),
             ("webhook deliveries", self.webhook_deliveries.to_string()),
             (
@@ -349,34 +228,14 @@ impl Figures {
                 "rollups run two at a time",
                 self.concurrent_rollups.to_string(),
             ),
-            ("labels lost", self.labels_lost.to_string()),
-            ("labels stale", self.labels_stale.to_string()),
-            ("evaluations lost", self.evals_lost.to_string()),
-            ("evaluations stale", self.evals_stale.to_string()),
-            ("windows checked", self.windows.to_string()),
-            (
-                "windows double-counted",
-                self.windows_double_counted.to_string(),
-            ),
-            ("windows missing images", self.windows_short.to_string()),
-            ("windows != evaluation", self.windows_different.to_string()),
-            ("messages in the DLQ", self.dlq.to_string()),
         ];
-        rows.iter()
-            .map(|(k, v)| format!("  {k:<28} {v:>7}\n"))
-            .collect()
+        rows.extend(self.outcome.rows());
+        rows.push(("messages in the DLQ", self.dlq.to_string()));
+        soak::table(&rows)
     }
 
     fn clean(&self) -> bool {
-        self.labels_lost
-            + self.labels_stale
-            + self.evals_lost
-            + self.evals_stale
-            + self.windows_double_counted
-            + self.windows_short
-            + self.windows_different
-            + self.dlq
-            == 0
+        self.outcome.clean() && self.dlq == 0
     }
 }
 
@@ -387,7 +246,7 @@ async fn soak(n: usize, seed: u64) -> Figures {
         ..Figures::default()
     };
     let bucket = Arc::new(MemoryStore::new());
-    let items = items(n, &mut rng);
+    let items = soak::items(n, &mut rng, start(), Duration::hours(12), None, "soak");
     for item in &items {
         support::put(
             &*bucket,
@@ -586,81 +445,11 @@ async fn soak(n: usize, seed: u64) -> Figures {
     }
     figures.store_faults = flaky.injected.load(Ordering::Relaxed);
 
-    // The truth against the bucket.
-    let mut expected: BTreeMap<(DateTime<Utc>, bool), (Window, Vec<ImageEval>)> = BTreeMap::new();
-    for item in &items {
-        let id = item.capture.id;
-        let stored: Option<GroundTruth> = bucket
-            .body(&keys::label(id))
-            .map(|b| records::from_json(&b).unwrap());
-        let eval_key = keys::image_eval(id, item.capture.captured_at);
-        let eval: Option<ImageEval> = bucket
-            .body(&eval_key)
-            .map(|b| records::from_json(&b).unwrap());
-        let Some(stored) = stored else {
-            figures.labels_lost += 1;
-            continue;
-        };
-        let (last_objects, want_deleted) = match &item.last {
-            Some(objects) => (objects.len(), false),
-            None => (0, true),
-        };
-        if stored.deleted != want_deleted
-            || stored.objects.len() + stored.unmapped_objects.len() != last_objects
-        {
-            figures.labels_stale += 1;
-        }
-        match (want_deleted, eval) {
-            (true, Some(_)) => figures.evals_stale += 1,
-            (true, None) => {}
-            (false, None) => figures.evals_lost += 1,
-            (false, Some(e)) => {
-                if e.label_version != stored.version() {
-                    figures.evals_stale += 1;
-                }
-                let truth_eval = ImageEval::evaluate(&item.capture, &stored, now()).unwrap();
-                for g in [Granularity::Hour, Granularity::Day] {
-                    let w = Window::containing(g, item.capture.captured_at);
-                    let slot = expected
-                        .entry((w.start, g == Granularity::Day))
-                        .or_insert((w, Vec::new()));
-                    slot.1.push(truth_eval.clone());
-                }
-            }
-        }
-    }
-    for (window, evals) in expected.values() {
-        figures.windows += 1;
-        let window = *window;
-        let key = keys::window_metrics(&window, &items[0].capture.model.version).unwrap();
-        let Some(body) = bucket.body(&key) else {
-            figures.windows_short += 1;
-            continue;
-        };
-        let stored: WindowMetrics = records::from_json(&body).unwrap();
-        let want = WindowMetrics::compute(
-            window,
-            items[0].capture.model.clone(),
-            evals,
-            0,
-            THRESHOLD,
-            now(),
-        )
-        .unwrap();
-        match stored.images_labelled.cmp(&want.images_labelled) {
-            std::cmp::Ordering::Greater => figures.windows_double_counted += 1,
-            std::cmp::Ordering::Less => figures.windows_short += 1,
-            std::cmp::Ordering::Equal => {
-                let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
-                if !(close(stored.coco.ap, want.coco.ap)
-                    && close(stored.coco.ap50, want.coco.ap50)
-                    && stored.at_serving_threshold.tp == want.at_serving_threshold.tp)
-                {
-                    figures.windows_different += 1;
-                }
-            }
-        }
-    }
+    figures.outcome = soak::compare(&items, THRESHOLD, |key| {
+        let bucket = bucket.clone();
+        async move { bucket.body(&key).map(|b| b.to_vec()) }
+    })
+    .await;
     figures
 }
 
