@@ -79,13 +79,22 @@ test-train: bins ort
 ## soak: the fault soak (crates/pipeline/tests/soak.rs: duplicates, reordering, racing label
 ## updates and deletions, storage faults, two pollers and concurrent rollups, a black-holed Observe)
 ## on SOAK_CAPTURES (1000) labelled captures and SOAK_SEEDS (5) seeds, printing its table per seed.
-## `make test` runs the same test on 150 captures and one seed.
-.PHONY: soak
+## Then the stack soak (cli/tests/soak_stack.rs): SOAK_CAPTURES captures through `modelobs dev` on
+## LocalStack behind a fault proxy (S3/SQS errors, LocalStack unreachable), Labelbox and Observe
+## storms, the router killed mid-batch, poison messages. `make test` runs both, shorter (150; 40).
+.PHONY: soak soak-stack
 SOAK_CAPTURES ?= 1000
 SOAK_SEEDS ?= 5
 soak:
 	MODELOBS_SOAK_CAPTURES=$(SOAK_CAPTURES) MODELOBS_SOAK_SEEDS=$(SOAK_SEEDS) \
 	  $(CARGO) test --workspace --test soak -- --nocapture
+	$(MAKE) soak-stack
+
+soak-stack: ort
+	$(CARGO) test --workspace --test soak_stack --no-run
+	MODELOBS_STACK_SOAK_CAPTURES=$(SOAK_CAPTURES) MODELOBS_STACK_SOAK_LIMIT_S=5400 \
+	  CARGO_LAMBDA="$$(bash scripts/cargo-lambda.sh)/cargo-lambda" \
+	  localstack/with-stack $(CARGO) test --workspace --test soak_stack -- --include-ignored --nocapture
 
 ## composites: the exact-box composites' images (datasets/composites/*.jpg, seconds) from their
 ## committed recipe and annotations; fails if the annotations are not what the recipe makes.

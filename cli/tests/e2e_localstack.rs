@@ -11,10 +11,8 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -24,6 +22,7 @@ use modelobs_adapters::{RetryPolicy, Retrying};
 use modelobs_core::records::{self, CaptureRecord, ImageEval, WindowMetrics};
 use modelobs_core::{classes, keys};
 use serde_json::{Value, json};
+use support::dev::Dev;
 
 const BIN: &str = env!("CARGO_BIN_EXE_modelobs");
 
@@ -61,118 +60,27 @@ fn stack() -> Stack {
     }
 }
 
-/// `modelobs dev` in its own process group; stopped (with everything it
-/// started) when dropped, also when an assertion fails.
-struct Dev {
-    child: Child,
-    /// The process group of the `cargo lambda watch` it started.
-    watch_group: i32,
-}
-
-impl Dev {
-    /// `envs` reach the functions (e.g. `MODEL_REF`, `SHADOW_MODEL_REF`).
-    fn start(port: u16, envs: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(BIN)
-            .args(["dev", "--port", &port.to_string(), "--rollup-every-s", "0"])
-            .current_dir(support::repo_root())
-            .envs(envs.iter().copied())
-            // Every capture sampled: the test follows each one to its window.
-            .env(
-                "SAMPLING_POLICY",
-                r#"{"name": "e2e", "uniform_rate": 1.0, "empty_rate": 1.0, "daily_budget": 1000}"#,
-            )
-            .env("WEBHOOK_SECRET", "e2e-webhook-secret")
-            .stdout(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .expect("starting modelobs dev");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                println!("[dev] {line}");
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(1200);
-        let mut watch_group = None;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) if line.contains("modelobs dev: ready") => break,
-                Ok(line) => {
-                    if let Some(g) =
-                        line.strip_prefix("modelobs dev: cargo lambda watch is process group ")
-                    {
-                        watch_group = g.trim().parse().ok();
-                    }
-                }
-                Err(e) => panic!("modelobs dev did not get ready: {e}"),
-            }
-        }
-        let watch_group = watch_group.expect("modelobs dev names the watch's process group");
-        Self { child, watch_group }
-    }
-
-    fn pgid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    /// What is still running of both groups.
-    fn leftovers(&self) -> Vec<i32> {
-        let mut left = group_members(self.pgid());
-        left.extend(group_members(self.watch_group));
-        left
-    }
-
-    /// SIGTERM, as Ctrl-C would; true when both groups are gone.
-    fn stop(&mut self) -> bool {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if self.leftovers().is_empty() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        false
-    }
-}
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        for group in [self.pgid(), self.watch_group] {
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{group}")])
-                .status();
-        }
-        let _ = self.child.wait();
-    }
-}
-
-/// Processes whose process group is `pgid` (from /proc/<pid>/stat).
-fn group_members(pgid: i32) -> Vec<i32> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        // pid (comm) state ppid pgrp ...: comm may hold spaces, so split after ')'.
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        if fields.get(2).and_then(|g| g.parse::<i32>().ok()) == Some(pgid) && fields[0] != "Z" {
-            out.push(pid);
-        }
-    }
-    out
+/// `modelobs dev` on `port`, every capture sampled (the test follows each
+/// one to its window), no schedules (the test runs the rollup itself).
+fn start_dev(port: u16, envs: &[(&str, &str)]) -> Dev {
+    let port = port.to_string();
+    let mut all = vec![
+        (
+            "SAMPLING_POLICY",
+            r#"{"name": "e2e", "uniform_rate": 1.0, "empty_rate": 1.0, "daily_budget": 1000}"#,
+        ),
+        ("WEBHOOK_SECRET", "e2e-webhook-secret"),
+    ];
+    all.extend_from_slice(envs);
+    let args = [
+        "--port",
+        &port,
+        "--rollup-every-s",
+        "0",
+        "--sweep-every-s",
+        "0",
+    ];
+    Dev::start(&args, &all)
 }
 
 fn modelobs(args: &[&str], envs: &[(&str, &str)]) -> String {
@@ -409,7 +317,7 @@ async fn the_whole_loop_from_predict_to_window() {
     let candidate_name = candidate_version_name(&candidate_dir);
     let candidate_ref = format!("{candidate_name}/{candidate_version}");
 
-    let mut dev = Dev::start(port, &[("SHADOW_MODEL_REF", &candidate_ref)]);
+    let mut dev = start_dev(port, &[("SHADOW_MODEL_REF", &candidate_ref)]);
 
     // GIVEN traffic on two days: clean, then darker, blurrier and smaller
     let truth_path = work.join("truth.jsonl");
@@ -648,7 +556,7 @@ async fn the_whole_loop_from_predict_to_window() {
             .any(|m| m["version"] == candidate_version.as_str() && m["promoted"] == true),
         "{listed}"
     );
-    let mut dev = Dev::start(port, &[("MODEL_REF", &candidate_ref)]);
+    let mut dev = start_dev(port, &[("MODEL_REF", &candidate_ref)]);
     // THEN it answers, and its captures carry its version
     let health: Value = reqwest::get(format!("{base}/lambda-url/inference/health"))
         .await

@@ -3,6 +3,8 @@
 // Each test binary compiles this module and uses only some of it.
 #![allow(dead_code)]
 
+pub mod dev;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
