@@ -459,7 +459,7 @@ async fn the_local_stack_loses_nothing_under_faults() {
         .build()
         .unwrap();
 
-    // Forged deliveries: refused, nothing written.
+    // Forged deliveries (a wrong secret): each must be a 401.
     for item in items.iter().take(3) {
         let status = post(
             &http,
