@@ -2,9 +2,10 @@
 //! found again on every later run. Prints the stack parameters.
 
 use anyhow::Context;
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 use modelobs_core::classes;
-use modelobs_labelbox::{DEFAULT_ENDPOINT, LabelboxClient, SetupSpec, WebhookSpec};
+use modelobs_labelbox::setup::ImageAccess;
+use modelobs_labelbox::{DEFAULT_ENDPOINT, LabelboxClient, LabelboxError, SetupSpec, WebhookSpec};
 
 use crate::CliError;
 
@@ -16,9 +17,13 @@ pub struct LabelboxArgs {
 
 #[derive(Subcommand)]
 enum LabelboxCommand {
-    /// Create or reuse the project, dataset, ontology (one box tool per class)
-    /// and label webhook; print the ids for `sam deploy --parameter-overrides`.
+    /// Create or reuse the project, dataset (its images signed through an IAM
+    /// integration, unless presigned), ontology (one box tool per class) and
+    /// label webhook; print the ids for `sam deploy --parameter-overrides`.
     Setup(SetupArgs),
+    /// Check a connected project live: one data row, a batch, one pre-label
+    /// import, an export, and a signed webhook round trip (docs/labelbox.md).
+    Check(crate::labelbox_check::CheckArgs),
 }
 
 #[derive(Args)]
@@ -43,18 +48,35 @@ pub struct SetupArgs {
     /// Environment variable holding the webhook signing secret.
     #[arg(long, default_value = "LABELBOX_WEBHOOK_SECRET")]
     webhook_secret_env: String,
+    /// How Labelbox reads the images: `delegated` (it signs their URLs
+    /// through an IAM integration of the organisation, checked and attached
+    /// to the dataset) or `presigned` (the URLs the sampler presigns, no
+    /// integration).
+    #[arg(long, value_enum, default_value_t = ImageAccessArg::Delegated)]
+    image_access: ImageAccessArg,
+    /// The IAM integration (name or id) for delegated access. Default: the
+    /// organisation's default integration.
+    #[arg(long, value_name = "NAME_OR_ID")]
+    iam_integration: Option<String>,
     /// Labelbox's GraphQL endpoint.
     #[arg(long, default_value = DEFAULT_ENDPOINT)]
     endpoint: String,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ImageAccessArg {
+    Delegated,
+    Presigned,
+}
+
 pub fn run(args: &LabelboxArgs) -> Result<(), CliError> {
     match &args.command {
         LabelboxCommand::Setup(setup) => run_setup(setup),
+        LabelboxCommand::Check(check) => crate::labelbox_check::run_check(check),
     }
 }
 
-fn env(name: &str) -> Result<String, CliError> {
+pub(crate) fn env(name: &str) -> Result<String, CliError> {
     match std::env::var(name) {
         Ok(value) if !value.trim().is_empty() => Ok(value),
         _ => Err(CliError::BadInput {
@@ -89,6 +111,17 @@ fn run_setup(args: &SetupArgs) -> Result<(), CliError> {
             secret: env(&args.webhook_secret_env)?,
         }),
     };
+    let image_access = match (args.image_access, &args.iam_integration) {
+        (ImageAccessArg::Presigned, Some(_)) => {
+            return Err(CliError::BadInput {
+                path: "--iam-integration".into(),
+                problem: "only with --image-access delegated".into(),
+            });
+        }
+        (ImageAccessArg::Presigned, None) => ImageAccess::Presigned,
+        (ImageAccessArg::Delegated, None) => ImageAccess::DelegatedDefault,
+        (ImageAccessArg::Delegated, Some(name)) => ImageAccess::Delegated(name.clone()),
+    };
     let spec = SetupSpec {
         project_name: args.project_name.clone(),
         dataset_name: args.dataset_name.clone(),
@@ -98,6 +131,7 @@ fn run_setup(args: &SetupArgs) -> Result<(), CliError> {
             .unwrap_or_else(|| format!("{} ontology", args.project_name)),
         tool_names,
         webhook,
+        image_access,
     };
 
     let client = LabelboxClient::new(api_key)
@@ -107,9 +141,23 @@ fn run_setup(args: &SetupArgs) -> Result<(), CliError> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let report = runtime
-        .block_on(client.setup(&spec))
-        .with_context(|| format!("Labelbox setup at {}", args.endpoint))?;
+    let report = match runtime.block_on(client.setup(&spec)) {
+        Ok(report) => report,
+        Err(e @ LabelboxError::Configuration(_)) => {
+            return Err(anyhow::Error::new(e)
+                .context(format!(
+                    "Labelbox setup at {} (name an integration with --iam-integration NAME_OR_ID, \
+                     or use --image-access presigned)",
+                    args.endpoint
+                ))
+                .into());
+        }
+        Err(e) => {
+            return Err(anyhow::Error::new(e)
+                .context(format!("Labelbox setup at {}", args.endpoint))
+                .into());
+        }
+    };
 
     for change in &report.changes {
         eprintln!("modelobs: {change}");
@@ -119,6 +167,18 @@ fn run_setup(args: &SetupArgs) -> Result<(), CliError> {
     }
     for warning in &report.warnings {
         eprintln!("modelobs: warning: {warning}");
+    }
+    match &report.signer {
+        Some(signer) => eprintln!(
+            "modelobs: images: delegated access through IAM integration {} ({}), role {}",
+            signer.name,
+            signer.id,
+            signer
+                .role_arn
+                .as_deref()
+                .unwrap_or("(not an AWS integration)")
+        ),
+        None => eprintln!("modelobs: images: presigned URLs, no IAM integration"),
     }
     match &report.webhook_id {
         Some(id) => eprintln!("modelobs: webhook {id}"),

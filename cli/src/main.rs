@@ -6,6 +6,7 @@ mod dev;
 mod eval;
 mod label;
 mod labelbox;
+mod labelbox_check;
 mod model;
 mod predict;
 mod report;
@@ -35,7 +36,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Detect objects in image files with the model the inference function runs.
     Predict(predict::PredictArgs),
-    /// Labelbox: `setup` creates or finds the project, dataset, ontology and webhook.
+    /// Labelbox: `setup` creates or finds the project, dataset, ontology and webhook;
+    /// `check` tries a connected project live.
     Labelbox(labelbox::LabelboxArgs),
     /// The local stack's functions (cargo lambda watch) and the event router feeding them.
     Dev(dev::DevArgs),

@@ -328,6 +328,8 @@ async fn the_local_stack_loses_nothing_under_faults() {
             ontology_name: "soak ontology".into(),
             tool_names: classes::ANIMALS.iter().map(|c| c.to_string()).collect(),
             webhook: None,
+            // The soak's sampler presigns (LABELBOX_IMAGE_ACCESS unset).
+            image_access: modelobs_labelbox::setup::ImageAccess::Presigned,
         })
         .await
         .unwrap();

@@ -1,5 +1,6 @@
 //! The GraphQL transport: authentication, retries, error mapping.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use modelobs_retry::{RetryPolicy, Retryable};
@@ -52,6 +53,9 @@ pub struct LabelboxClient {
     /// Each request's own limit (connect, send, answer); the default is the
     /// SDK's 180 s, far over a Lambda's budget: functions set their own.
     request_timeout: Duration,
+    /// The API key's user id (`GetUserPyApi`), asked once and shared by the
+    /// clones: task polls name it.
+    user_id: Arc<tokio::sync::OnceCell<String>>,
 }
 
 impl std::fmt::Debug for LabelboxClient {
@@ -95,6 +99,7 @@ impl LabelboxClient {
             polling: Polling::default(),
             // The SDK allows 60 s per query and 180 s for batches.
             request_timeout: Duration::from_secs(180),
+            user_id: Arc::default(),
         })
     }
 
@@ -109,6 +114,8 @@ impl LabelboxClient {
     /// endpoint is derived from it as the SDK does (`/graphql` → `/_gql`).
     pub fn with_endpoint(mut self, endpoint: impl Into<String>) -> Self {
         self.endpoint = endpoint.into();
+        // Another Labelbox: its user is not the one asked before.
+        self.user_id = Arc::default();
         self
     }
 
@@ -137,6 +144,25 @@ impl LabelboxClient {
 
     pub(crate) fn polling(&self) -> Polling {
         self.polling
+    }
+
+    /// The id of the user the API key belongs to, as `Client.get_user` reads
+    /// it (`_get_single(Entity.User, None)` → `query GetUserPyApi{user{...}}`,
+    /// client.py and orm/query.py `get_single`). Asked once per client: the
+    /// SDK keeps it on each task (`task._user`) for its polls.
+    pub async fn current_user_id(&self) -> Result<String, LabelboxError> {
+        const QUERY: &str = "query GetUserPyApi {user {id}}";
+        self.user_id
+            .get_or_try_init(|| async {
+                let data = self.execute_on(Api::Main, QUERY, json!({})).await?;
+                data.pointer("/user/id")
+                    .and_then(Value::as_str)
+                    .filter(|id| !id.is_empty())
+                    .map(str::to_string)
+                    .ok_or_else(|| LabelboxError::Protocol("GetUserPyApi: no user id".into()))
+            })
+            .await
+            .cloned()
     }
 
     fn url(&self, api: Api) -> String {

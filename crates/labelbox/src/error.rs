@@ -35,6 +35,10 @@ pub enum LabelboxError {
     /// An answer we cannot read: not JSON, a missing field, an unexpected status.
     #[error("unexpected answer from Labelbox: {0}")]
     Protocol(String),
+    /// The organisation is not set up for what was asked (no default IAM
+    /// integration, one that is not valid...): a person fixes it in Labelbox.
+    #[error("Labelbox is not set up for this: {0}")]
+    Configuration(String),
 }
 
 impl LabelboxError {
@@ -44,7 +48,10 @@ impl LabelboxError {
             Self::RateLimited { .. } | Self::Server(_) => true,
             Self::Http(e) => e.is_connect() || e.is_timeout(),
             Self::Task { timed_out, .. } => *timed_out,
-            Self::Graphql { .. } | Self::Unauthorized | Self::Protocol(_) => false,
+            Self::Graphql { .. }
+            | Self::Unauthorized
+            | Self::Protocol(_)
+            | Self::Configuration(_) => false,
         }
     }
 

@@ -45,6 +45,30 @@ pub struct ExportedBox {
     pub bbox: LabelboxBox,
 }
 
+/// Which data rows an export reads.
+#[derive(Debug, Clone, Copy)]
+pub enum RowKeys<'a> {
+    GlobalKeys(&'a [String]),
+    DataRowIds(&'a [String]),
+}
+
+/// One data row, by global key or by Labelbox id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowKey<'a> {
+    GlobalKey(&'a str),
+    DataRowId(&'a str),
+}
+
+/// A data row found by [`LabelboxClient::export_row_label`] and one label of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowLabel {
+    pub data_row_id: Option<String>,
+    /// `data_row.global_key`, when the row has one.
+    pub global_key: Option<String>,
+    /// `None` when the row has no such label (deleted, or never there).
+    pub label: Option<ExportedLabel>,
+}
+
 /// One line of a project export (export v2, NDJSON): a data row and its
 /// labels, per project. The shape is the SDK's documented one
 /// (https://docs.labelbox.com/reference/export-quick-reference).
@@ -194,6 +218,23 @@ impl LabelboxClient {
         global_keys: &[String],
         task_name: &str,
     ) -> Result<Vec<Value>, LabelboxError> {
+        self.export_rows_where(project_id, RowKeys::GlobalKeys(global_keys), task_name)
+            .await
+    }
+
+    /// [`export_rows`](Self::export_rows) by global keys or by data row ids
+    /// (the SDK's `build_filters`: `{"ids", "operator": "is", "type":
+    /// "global_key" | "data_row_id"}`, schema/export_filters.py).
+    pub async fn export_rows_where(
+        &self,
+        project_id: &str,
+        keys: RowKeys<'_>,
+        task_name: &str,
+    ) -> Result<Vec<Value>, LabelboxError> {
+        let (ids, kind) = match keys {
+            RowKeys::GlobalKeys(ids) => (ids, "global_key"),
+            RowKeys::DataRowIds(ids) => (ids, "data_row_id"),
+        };
         const START: &str = "mutation exportDataRowsInProjectPyApi($input: ExportDataRowsInProjectInput!) {\
             exportDataRowsInProject(input: $input) { taskId isStreamable } }";
         let input = json!({
@@ -203,7 +244,7 @@ impl LabelboxClient {
                 "projectId": project_id,
                 "searchQuery": {
                     "scope": Value::Null,
-                    "query": [{ "ids": global_keys, "operator": "is", "type": "global_key" }],
+                    "query": [{ "ids": ids, "operator": "is", "type": kind }],
                 },
             },
             "params": {
@@ -246,7 +287,16 @@ impl LabelboxClient {
             .collect()
     }
 
-    /// The whole RESULT stream of a finished export task, chunk by chunk.
+    /// The whole RESULT stream of a finished export task, chunk by chunk, read
+    /// as the SDK's `_BufferedGCSFileReader.read` and
+    /// `_BufferedFileRetrieverByOffset.get_next_chunk` read it (schema/
+    /// export_task.py): every chunk is appended whole and the next one asked
+    /// for at `offsets.end + 1`. The SDK stopped placing chunks by their
+    /// `offsets.start` ("there is something wrong with the way the offsets are
+    /// being calculated ... do not rely on offsets for file location"), so a
+    /// chunk is not refused for starting elsewhere than asked; it still must
+    /// have `end - start + 1` bytes, as the SDK asserts, and must end past
+    /// the offset asked for, or the reading would never end.
     async fn export_result(&self, task_id: &str) -> Result<Vec<u8>, LabelboxError> {
         const HEADER: &str = "query GetExportMetadataHeaderPyApi($where: WhereUniqueIdInput, $streamType: TaskStreamType!) {\
             task(where: $where) { exportMetadataHeader(streamType: $streamType) { totalSize totalLines } } }";
@@ -260,14 +310,23 @@ impl LabelboxClient {
                 json!({ "where": { "id": task_id }, "streamType": "RESULT" }),
             )
             .await?;
-        // No header, or an empty one: nothing matched the filters.
-        let total = match data
-            .pointer("/task/exportMetadataHeader/totalSize")
-            .map(uint)
-        {
-            Some(Some(total)) => total,
-            _ => return Ok(Vec::new()),
+        // No header, or one of no bytes or no lines: nothing matched the
+        // filters (the SDK's `has_result` and its stream's `total_size is None`).
+        let header = match data.pointer("/task/exportMetadataHeader") {
+            None | Some(Value::Null) => return Ok(Vec::new()),
+            Some(header) => header,
         };
+        let (Some(total), Some(lines)) = (
+            header.get("totalSize").and_then(uint),
+            header.get("totalLines").and_then(uint),
+        ) else {
+            return Err(LabelboxError::Protocol(format!(
+                "export {task_id}: an unreadable metadata header: {header}"
+            )));
+        };
+        if total == 0 || lines == 0 {
+            return Ok(Vec::new());
+        }
         let mut content = Vec::new();
         let mut offset = 0u64;
         while offset < total {
@@ -298,9 +357,9 @@ impl LabelboxClient {
                     "export {task_id}: a chunk without offsets or file: {chunk}"
                 )));
             };
-            if start > offset || end < offset {
+            if end < start || end < offset {
                 return Err(LabelboxError::Protocol(format!(
-                    "export {task_id}: asked for offset {offset}, got {start}..={end}"
+                    "export {task_id}: asked for offset {offset}, got a chunk {start}..={end} that does not reach it"
                 )));
             }
             let bytes = self.download(url).await?;
@@ -310,8 +369,17 @@ impl LabelboxClient {
                     bytes.len()
                 )));
             }
-            content.extend_from_slice(&bytes[(offset - start) as usize..]);
+            content.extend_from_slice(&bytes);
             offset = end + 1;
+        }
+        if content.len() as u64 != total {
+            // The SDK does not check this either; said, not refused.
+            tracing::warn!(
+                task = task_id,
+                total,
+                read = content.len(),
+                "export chunks do not add up to the header's totalSize"
+            );
         }
         Ok(content)
     }
@@ -324,24 +392,56 @@ impl LabelboxClient {
         global_key: &str,
         label_id: &str,
     ) -> Result<Option<ExportedLabel>, LabelboxError> {
+        Ok(self
+            .export_row_label(project_id, RowKey::GlobalKey(global_key), label_id)
+            .await?
+            .and_then(|row| row.label))
+    }
+
+    /// The data row `key` names in `project_id` (its global key) and its
+    /// label `label_id`; `None` when the project has no such row. A webhook
+    /// payload that names its row only by id is completed from this.
+    pub async fn export_row_label(
+        &self,
+        project_id: &str,
+        key: RowKey<'_>,
+        label_id: &str,
+    ) -> Result<Option<RowLabel>, LabelboxError> {
+        let (RowKey::GlobalKey(wanted) | RowKey::DataRowId(wanted)) = key;
+        let one = [wanted.to_string()];
+        let (keys, pointer) = match key {
+            RowKey::GlobalKey(_) => (RowKeys::GlobalKeys(&one), "/data_row/global_key"),
+            RowKey::DataRowId(_) => (RowKeys::DataRowIds(&one), "/data_row/id"),
+        };
         let rows = self
-            .export_rows(
-                project_id,
-                &[global_key.to_string()],
-                &format!("modelobs-label-{label_id}"),
-            )
+            .export_rows_where(project_id, keys, &format!("modelobs-label-{label_id}"))
             .await?;
-        let label = rows
-            .iter()
-            .filter(|row| {
-                row.pointer("/data_row/global_key")
-                    .and_then(Value::as_str)
-                    .is_none_or(|k| k == global_key)
-            })
-            .filter_map(|row| row.pointer(&format!("/projects/{project_id}/labels")))
-            .filter_map(Value::as_array)
+        let Some(row) = rows.iter().find(|row| {
+            row.pointer(pointer)
+                .and_then(Value::as_str)
+                .is_none_or(|k| k == wanted)
+        }) else {
+            return Ok(None);
+        };
+        let label = row
+            .pointer(&format!("/projects/{project_id}/labels"))
+            .and_then(Value::as_array)
+            .into_iter()
             .flatten()
-            .find(|l| l.get("id").and_then(Value::as_str) == Some(label_id));
-        label.map(parse_label).transpose()
+            .find(|l| l.get("id").and_then(Value::as_str) == Some(label_id))
+            .map(parse_label)
+            .transpose()?;
+        Ok(Some(RowLabel {
+            data_row_id: row
+                .pointer("/data_row/id")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            global_key: row
+                .pointer("/data_row/global_key")
+                .and_then(Value::as_str)
+                .filter(|k| !k.is_empty())
+                .map(str::to_string),
+            label,
+        }))
     }
 }

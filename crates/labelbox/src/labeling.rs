@@ -26,7 +26,9 @@ pub enum BatchOutcome {
         /// Rows Labelbox would not add (e.g. already in the project).
         failed_data_row_ids: Vec<String>,
     },
-    /// A batch of that name exists: a repeated submission.
+    /// A batch of that name exists, or every row is in the project already
+    /// (in an earlier batch, whatever its name): a repeated submission, the
+    /// rows are queued either way.
     AlreadyExists,
 }
 
@@ -95,6 +97,23 @@ pub enum ImportOutcome {
     AlreadyExists,
 }
 
+/// Labelbox refuses a batch whose rows are all in the project already with
+/// "No valid data rows to add to project" (the SDK's tests/integration/
+/// test_batch.py `test_create_batch_with_same_data_row_ids`), under a code
+/// many refusals share (`MALFORMED_REQUEST`, the SDK's
+/// `MalformedQueryException`): the message tells it apart. Not "No valid data
+/// rows to be added from the list provided!": that one is about rows that do
+/// not exist.
+fn all_in_project(e: &LabelboxError) -> bool {
+    match e {
+        LabelboxError::Graphql { errors, .. } => errors.iter().any(|m| {
+            m.to_ascii_lowercase()
+                .contains("no valid data rows to add to project")
+        }),
+        _ => false,
+    }
+}
+
 const MAL_FIELDS: &str = "id name state inputFileUrl errorFileUrl statusFileUrl progress";
 
 impl LabelboxClient {
@@ -120,7 +139,9 @@ impl LabelboxClient {
         });
         let data = match self.execute_on(Api::Experimental, QUERY, variables).await {
             Ok(data) => data,
-            Err(e) if e.is_conflict() => return Ok(BatchOutcome::AlreadyExists),
+            Err(e) if e.is_conflict() || all_in_project(&e) => {
+                return Ok(BatchOutcome::AlreadyExists);
+            }
             Err(e) => return Err(e),
         };
         let created = data

@@ -7,6 +7,7 @@
 //! same endpoints. Labelbox cannot be reached from tests; `modelobs_testkit::fake_labelbox`
 //! stands in for it and checks what is sent.
 
+pub mod check;
 pub mod client;
 pub mod data_rows;
 pub mod error;
@@ -16,10 +17,11 @@ pub mod presign;
 pub mod setup;
 pub mod webhook;
 
+pub use check::{CheckError, CheckReport, CheckSpec, WebhookCheck};
 pub use client::{DEFAULT_ENDPOINT, LabelboxClient, Polling};
 pub use data_rows::{DataRowRef, NewDataRow};
 pub use error::LabelboxError;
-pub use export::{ExportedBox, ExportedLabel, ExportedRow};
+pub use export::{ExportedBox, ExportedLabel, ExportedRow, RowKey, RowKeys, RowLabel};
 pub use labeling::{
     BatchOutcome, BatchSpec, BoxPrelabel, ImportOutcome, MalImport, prelabels_ndjson,
 };

@@ -95,7 +95,8 @@ async fn a_data_row_is_created_through_a_chunk_a_manifest_and_an_upsert_task() {
     assert_eq!(created.id, rows[0].id);
     assert!(created.created);
 
-    // AND the operations were the SDK's: two uploads, the upsert, polls, results
+    // AND the operations were the SDK's: two uploads, the upsert, the user,
+    // polls of the task among the user's tasks, results
     let ops = fake.operations();
     assert_eq!(
         ops,
@@ -103,13 +104,20 @@ async fn a_data_row_is_created_through_a_chunk_a_manifest_and_an_upsert_task() {
             "UploadFile",
             "UploadFile",
             "UpsertDataRowsPyApi",
-            "TaskStatusPyApi",
-            "TaskStatusPyApi",
+            "GetUserPyApi",
+            "GetUserCreatedTasksPyApi",
+            "GetUserCreatedTasksPyApi",
             "FailedDataRowImportsPyApi",
             "SuccessesfulDataRowImportsPyApi",
         ]
     );
     let requests = fake.requests();
+    let poll = &requests[4].variables;
+    assert_eq!(poll["userId"], fake.user_id().as_str());
+    assert_eq!(
+        poll["taskId"], requests[6].variables["taskId"],
+        "the task polled is the one whose imports are read"
+    );
     // The chunk is a JSON array of {id: AUTO key, payload}, uploaded as a file.
     let chunk_upload = &requests[0];
     assert!(
@@ -177,6 +185,53 @@ async fn a_taken_global_key_reuses_its_data_row() {
         .find(|r| r.operation == "getDataRowsForGlobalKeysPyApi")
         .unwrap();
     assert_eq!(lookup.variables, json!({ "globalKeys": ["capture-1"] }));
+}
+
+#[tokio::test]
+async fn the_user_is_asked_once_per_client_and_its_clones() {
+    // GIVEN upsert tasks that each run for a poll
+    let fake = FakeLabelbox::start(KEY).await;
+    let dataset = fake.insert_dataset("captures");
+    fake.set_task_polls(1);
+    let lb = client(&fake);
+
+    // WHEN two rows are created, through the client and a clone of it
+    lb.create_data_row(&dataset, &row("capture-1"))
+        .await
+        .unwrap();
+    lb.clone()
+        .create_data_row(&dataset, &row("capture-2"))
+        .await
+        .unwrap();
+
+    // THEN the user was asked once, each task polled once
+    let ops = fake.operations();
+    let count = |op: &str| ops.iter().filter(|o| *o == op).count();
+    assert_eq!(count("GetUserPyApi"), 1, "{ops:?}");
+    assert_eq!(count("GetUserCreatedTasksPyApi"), 2, "{ops:?}");
+    assert_eq!(fake.data_rows().len(), 2);
+}
+
+#[tokio::test]
+async fn a_task_not_among_the_users_tasks_is_not_found() {
+    // GIVEN an upsert task another user of the organisation created
+    let fake = FakeLabelbox::start(KEY).await;
+    let dataset = fake.insert_dataset("captures");
+    fake.set_task_polls(1);
+    fake.create_tasks_as("someone-else");
+
+    // WHEN it is polled
+    let err = client(&fake)
+        .create_data_row(&dataset, &row("capture-1"))
+        .await
+        .unwrap_err();
+
+    // THEN it is not found, and that is not worth a retry
+    assert!(
+        matches!(&err, LabelboxError::Task { detail, timed_out: false, .. } if detail.contains("not found")),
+        "{err:?}"
+    );
+    assert!(!err.is_transient());
 }
 
 #[tokio::test]
@@ -354,6 +409,76 @@ async fn a_batch_goes_to_the_experimental_endpoint_by_global_key() {
 }
 
 #[tokio::test]
+async fn rows_already_in_the_project_are_a_repeated_batch() {
+    // GIVEN a project with capture-1 in a batch, and capture-2 in none
+    let fake = FakeLabelbox::start(KEY).await;
+    let dataset = fake.insert_dataset("captures");
+    fake.insert_data_row("capture-1", &dataset);
+    fake.insert_data_row("capture-2", &dataset);
+    let lb = client(&fake);
+    let project = lb.create_project("animals").await.unwrap();
+    let batch = |name: &str, keys: &[&str]| BatchSpec {
+        name: name.into(),
+        global_keys: keys.iter().map(|k| k.to_string()).collect(),
+        priority: 5,
+    };
+    lb.create_batch(&project.id, &batch("by-hand", &["capture-1"]))
+        .await
+        .unwrap();
+
+    // WHEN capture-1 is batched again under another name
+    let again = lb
+        .create_batch(&project.id, &batch("modelobs-capture-1", &["capture-1"]))
+        .await
+        .unwrap();
+    // AND capture-1 with capture-2
+    let both = lb
+        .create_batch(&project.id, &batch("both", &["capture-1", "capture-2"]))
+        .await
+        .unwrap();
+
+    // THEN the first is a repeated submission (Labelbox: "No valid data rows
+    // to add to project"), the second adds capture-2 only
+    assert_eq!(again, BatchOutcome::AlreadyExists);
+    assert!(
+        matches!(&both, BatchOutcome::Created { failed_data_row_ids, .. } if failed_data_row_ids.is_empty()),
+        "{both:?}"
+    );
+    let batches = fake.batches();
+    assert_eq!(batches.len(), 2);
+    assert_eq!(batches[1].name, "both");
+    assert_eq!(batches[1].global_keys, ["capture-2"]);
+}
+
+#[tokio::test]
+async fn rows_that_do_not_exist_are_still_refused() {
+    let fake = FakeLabelbox::start(KEY).await;
+    let lb = client(&fake);
+    let project = lb.create_project("animals").await.unwrap();
+    fake.script(
+        "createBatchV2PyApi",
+        Scripted::GraphqlError {
+            message: "No valid data rows to be added from the list provided!".into(),
+            code: Some("MALFORMED_REQUEST".into()),
+        },
+    );
+
+    let err = lb
+        .create_batch(
+            &project.id,
+            &BatchSpec {
+                name: "b".into(),
+                global_keys: vec!["nowhere".into()],
+                priority: 5,
+            },
+        )
+        .await
+        .unwrap_err();
+
+    assert!(matches!(err, LabelboxError::Graphql { .. }), "{err:?}");
+}
+
+#[tokio::test]
 async fn prelabels_are_imported_as_an_ndjson_file() {
     // GIVEN a project
     let fake = FakeLabelbox::start(KEY).await;
@@ -410,10 +535,13 @@ async fn prelabels_are_imported_as_an_ndjson_file() {
         format!("{}__modelobs-capture-1.ndjson", project.id)
     );
 
-    // AND its state can be read back
-    let state = lb
-        .prelabel_import(&project.id, "modelobs-capture-1")
-        .await
-        .unwrap();
-    assert_eq!(state.map(|i| i.state).as_deref(), Some("RUNNING"));
+    // AND its state can be read back: running, then finished
+    fake.set_task_polls(1);
+    for want in ["RUNNING", "FINISHED"] {
+        let state = lb
+            .prelabel_import(&project.id, "modelobs-capture-1")
+            .await
+            .unwrap();
+        assert_eq!(state.map(|i| i.state).as_deref(), Some(want));
+    }
 }

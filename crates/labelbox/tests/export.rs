@@ -123,15 +123,16 @@ async fn a_label_is_read_from_a_paged_export_of_its_data_row() {
     );
     assert_eq!(input["params"]["includeLabelDetails"], true);
     assert_eq!(input["streamable"], true);
-    // AND the task was polled, then the result read chunk by chunk, each chunk fetched
-    // from its signed URL without the API key
+    // AND the task was polled among the user's tasks, then the result read chunk by
+    // chunk, each chunk fetched from its signed URL without the API key
     let ops: Vec<String> = fake.operations();
     assert_eq!(
-        &ops[..4],
+        &ops[..5],
         [
             "exportDataRowsInProjectPyApi",
-            "TaskStatusPyApi",
-            "TaskStatusPyApi",
+            "GetUserPyApi",
+            "GetUserCreatedTasksPyApi",
+            "GetUserCreatedTasksPyApi",
             "GetExportMetadataHeaderPyApi"
         ]
     );
@@ -226,4 +227,69 @@ async fn an_export_still_running_at_the_deadline_is_a_transient_timeout() {
         "{err:?}"
     );
     assert!(err.is_transient());
+}
+
+#[tokio::test]
+async fn an_export_whose_offsets_are_off_still_reads_back_whole() {
+    // GIVEN chunks of 200 bytes that report offsets 7 bytes off, as the SDK's
+    // reader has it ("something wrong with the way the offsets are being calculated")
+    let fake = FakeLabelbox::start(KEY).await;
+    for (id, at) in [
+        ("lbl-a", "2026-11-26T08:00:00Z"),
+        ("lbl-b", "2026-11-26T09:00:00Z"),
+        ("lbl-c", "2026-11-26T10:00:00Z"),
+    ] {
+        fake.insert_label(PROJECT, CAPTURE, exported_label(id, at));
+    }
+    fake.set_export_chunk(200);
+    fake.set_export_offset_skew(7);
+
+    // WHEN a label is fetched
+    let lb = client(&fake);
+    let label = lb.export_label(PROJECT, CAPTURE, "lbl-c").await.unwrap();
+
+    // THEN the row came back whole: the last label and its boxes are there
+    let label = label.expect("the row was read whole");
+    assert_eq!(label.objects.len(), 2);
+    // AND the chunks were appended whole, each next one asked for at its end + 1
+    let requests = fake.requests();
+    let offsets: Vec<&str> = requests
+        .iter()
+        .filter(|r| r.operation == "GetExportFileFromOffsetPyApi")
+        .filter_map(|r| r.variables["offset"].as_str())
+        .collect();
+    assert!(offsets.len() > 2, "{offsets:?}");
+    assert_eq!(&offsets[..3], ["0", "207", "407"]);
+}
+
+#[tokio::test]
+async fn an_export_whose_chunks_do_not_move_forward_is_an_error_not_a_loop() {
+    // GIVEN chunks that all report the first chunk's offsets
+    let fake = FakeLabelbox::start(KEY).await;
+    fake.insert_label(PROJECT, CAPTURE, exported_label("lbl-1", "x"));
+    fake.insert_label(PROJECT, CAPTURE, exported_label("lbl-2", "x"));
+    fake.set_export_chunk(200);
+    fake.freeze_export_offsets();
+
+    // WHEN a label is fetched
+    let lb = client(&fake);
+    let fetched = tokio::time::timeout(
+        Duration::from_secs(10),
+        lb.export_label(PROJECT, CAPTURE, "lbl-1"),
+    )
+    .await
+    .expect("the reading ends");
+
+    // THEN it is refused: the second chunk does not reach the offset asked for
+    let err = fetched.unwrap_err();
+    assert!(
+        matches!(&err, LabelboxError::Protocol(m) if m.contains("200")),
+        "{err:?}"
+    );
+    let chunks = fake
+        .operations()
+        .iter()
+        .filter(|o| *o == "GetExportFileFromOffsetPyApi")
+        .count();
+    assert_eq!(chunks, 2);
 }

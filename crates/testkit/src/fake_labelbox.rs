@@ -103,6 +103,22 @@ pub struct FakeProject {
     pub ontology_id: Option<String>,
     pub labeling_frontend_id: Option<String>,
     pub showing_predictions: bool,
+    /// `setupComplete`, as `updateProject` set it (`%Y-%m-%dT%H:%M:%SZ`).
+    pub setup_complete: Option<String>,
+}
+
+/// An IAM integration of the organisation (delegated access): Labelbox
+/// assumes the role to sign the URLs of datasets it signs for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeIamIntegration {
+    pub id: String,
+    pub name: String,
+    pub role_arn: String,
+    pub valid: bool,
+    pub is_org_default: bool,
+    /// Labelbox can no longer assume the role (its trust policy changed),
+    /// though `valid` still says what the last check found.
+    pub broken: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -114,6 +130,9 @@ pub struct FakeOntology {
 
 #[derive(Debug, Default)]
 struct Task {
+    /// `None`: the API key's user; else another user of the organisation,
+    /// whose tasks are not among the key's user's `createdTasks`.
+    created_by: Option<String>,
     polls_left: u32,
     created: Vec<String>,
     failed: Vec<(String, String)>,
@@ -150,7 +169,22 @@ struct State {
     labels: Vec<ExportLabel>,
     /// Bytes per export file chunk (`exportFileFromOffset`); `None`: one chunk.
     export_chunk: Option<usize>,
+    /// How far every export chunk's reported offsets are off.
+    export_offset_skew: usize,
+    /// Every export chunk reports the first chunk's offsets.
+    export_offsets_frozen: bool,
+    /// The API key's user (`GetUserPyApi`).
+    user_id: String,
+    /// Who upsert tasks are created by from now on (`None`: the key's user).
+    task_creator: Option<String>,
+    iam_integrations: Vec<FakeIamIntegration>,
+    /// Dataset id → the IAM integration signing its URLs (`setSignerForDataset`).
+    signers: HashMap<String, String>,
     storm: Option<Arc<Storm>>,
+    /// Polls each MAL import (by id) answers RUNNING before it ends.
+    import_polls: HashMap<String, u32>,
+    /// Imports end FAILED (with an error file) instead of FINISHED.
+    fail_imports: bool,
 }
 
 impl State {
@@ -179,6 +213,7 @@ impl FakeLabelbox {
         let state = Arc::new(Mutex::new(State {
             api_key: api_key.to_string(),
             addr: addr.to_string(),
+            user_id: "user-0".into(),
             ..State::default()
         }));
         let server = crate::serve_app(
@@ -299,6 +334,123 @@ impl FakeLabelbox {
     /// Hands out export results in chunks of `bytes` (paging by offset).
     pub fn set_export_chunk(&self, bytes: usize) {
         self.with(|s| s.export_chunk = Some(bytes.max(1)));
+    }
+
+    /// Export chunks report offsets `bytes` past where their content is, and
+    /// offsets asked for are read the same way: the first chunk, asked for
+    /// at 0, says it starts at `bytes`. The SDK's reader (schema/export_task.py
+    /// `_BufferedGCSFileReader.read`: "there is something wrong with the way
+    /// the offsets are being calculated ... do not rely on offsets for file
+    /// location") still reads it whole: it appends each chunk, asks for
+    /// `end + 1` next and checks `end - start + 1` bytes. Keep `bytes` under
+    /// the last chunk's size, or that reader stops before the last chunk.
+    pub fn set_export_offset_skew(&self, bytes: usize) {
+        self.with(|s| s.export_offset_skew = bytes);
+    }
+
+    /// Every export chunk reports the first chunk's offsets, whatever was
+    /// asked: a reader that asks for `end + 1` asks for the same place forever.
+    pub fn freeze_export_offsets(&self) {
+        self.with(|s| s.export_offsets_frozen = true);
+    }
+
+    /// Upsert tasks from now on are created by another user of the
+    /// organisation: not among the API key's user's `createdTasks`.
+    pub fn create_tasks_as(&self, user_id: &str) {
+        self.with(|s| s.task_creator = Some(user_id.to_string()));
+    }
+
+    /// The API key's user id (`GetUserPyApi`).
+    pub fn user_id(&self) -> String {
+        self.with(|s| s.user_id.clone())
+    }
+
+    /// An IAM integration of the organisation (AWS: `role_arn`); `valid`:
+    /// Labelbox could assume the role. Returns its id.
+    pub fn insert_iam_integration(
+        &self,
+        name: &str,
+        role_arn: &str,
+        valid: bool,
+        is_default: bool,
+    ) -> String {
+        self.with(|s| {
+            let id = s.id("iam");
+            s.iam_integrations.push(FakeIamIntegration {
+                id: id.clone(),
+                name: name.to_string(),
+                role_arn: role_arn.to_string(),
+                valid,
+                is_org_default: is_default,
+                broken: false,
+            });
+            id
+        })
+    }
+
+    /// Labelbox can no longer assume the integration's role: `validateDataset`
+    /// fails for datasets it signs, though the integration still shows valid.
+    pub fn break_iam_integration(&self, id: &str) {
+        self.with(|s| {
+            if let Some(i) = s.iam_integrations.iter_mut().find(|i| i.id == id) {
+                i.broken = true;
+            }
+        });
+    }
+
+    pub fn iam_integrations(&self) -> Vec<FakeIamIntegration> {
+        self.with(|s| s.iam_integrations.clone())
+    }
+
+    /// The IAM integration signing a dataset's URLs.
+    pub fn dataset_signer(&self, dataset_id: &str) -> Option<String> {
+        self.with(|s| s.signers.get(dataset_id).cloned())
+    }
+
+    /// A project made before the test, as `createProject` makes one.
+    pub fn insert_project(&self, name: &str) -> String {
+        self.with(|s| {
+            let id = s.id("project");
+            s.projects.push(FakeProject {
+                id: id.clone(),
+                name: name.to_string(),
+                ontology_id: None,
+                labeling_frontend_id: None,
+                showing_predictions: false,
+                setup_complete: None,
+            });
+            id
+        })
+    }
+
+    /// An ontology made before the test (`normalized`: its tools and classifications).
+    pub fn insert_ontology(&self, name: &str, normalized: Value) -> String {
+        self.with(|s| {
+            let id = s.id("ontology");
+            s.ontologies.push(FakeOntology {
+                id: id.clone(),
+                name: name.to_string(),
+                normalized,
+            });
+            id
+        })
+    }
+
+    /// Connects an editor and `ontology_id` to a project, as someone did in
+    /// Labelbox's app before the test.
+    pub fn connect_project_ontology(&self, project_id: &str, ontology_id: &str) {
+        self.with(|s| {
+            if let Some(p) = s.projects.iter_mut().find(|p| p.id == project_id) {
+                p.labeling_frontend_id = Some("lf-editor".into());
+                p.ontology_id = Some(ontology_id.to_string());
+            }
+        });
+    }
+
+    /// Every MAL import from now on ends FAILED, with an error file, as
+    /// Labelbox fails one whose lines it cannot import.
+    pub fn fail_imports(&self) {
+        self.with(|s| s.fail_imports = true);
     }
 
     /// What was uploaded under a URL `uploadFile` returned.
@@ -582,7 +734,7 @@ fn dispatch(
         "GetExportMetadataHeaderPyApi" => {
             let id = v["where"]["id"].as_str().unwrap_or_default().to_string();
             if v["streamType"] != "RESULT" {
-                return gql_error("the fake streams RESULT only", None);
+                return gql_error(format!("task {id} has no {} stream", v["streamType"]), None);
             }
             let Some(task) = state.tasks.get(&id) else {
                 return gql_error(format!("task {id} not found"), Some("RESOURCE_NOT_FOUND"));
@@ -599,18 +751,29 @@ fn dispatch(
                 "totalSize": content.len().to_string(), "totalLines": lines.to_string() } } }))
         }
         "GetExportFileFromOffsetPyApi" => export_chunk(state, v),
-        "TaskStatusPyApi" => {
-            let id = v["where"]["id"].as_str().unwrap_or_default().to_string();
-            let Some(task) = state.tasks.get_mut(&id) else {
-                return gql_error(format!("task {id} not found"), Some("RESOURCE_NOT_FOUND"));
+        // `Client.get_user` (client.py): the API key's user.
+        "GetUserPyApi" => ok(json!({ "user": { "id": state.user_id } })),
+        // `Client.get_task_by_id` / `Task.refresh` (client.py, schema/task.py):
+        // a task is read among the tasks its user created; there is no
+        // query of a task by id alone.
+        "GetUserCreatedTasksPyApi" => {
+            let (user_id, task_id) = (s("userId"), s("taskId"));
+            if user_id != state.user_id {
+                return ok(json!({ "user": Value::Null }));
+            }
+            let tasks: Vec<Value> = match state.tasks.get_mut(&task_id) {
+                Some(task) if task.created_by.is_none() => {
+                    task.polls_left = task.polls_left.saturating_sub(1);
+                    let status = if task.polls_left > 0 {
+                        "IN_PROGRESS"
+                    } else {
+                        "COMPLETE"
+                    };
+                    vec![json!({ "id": task_id, "status": status })]
+                }
+                _ => Vec::new(),
             };
-            task.polls_left = task.polls_left.saturating_sub(1);
-            let status = if task.polls_left > 0 {
-                "IN_PROGRESS"
-            } else {
-                "COMPLETE"
-            };
-            ok(json!({ "task": { "id": id, "status": status } }))
+            ok(json!({ "user": { "createdTasks": tasks } }))
         }
         "FailedDataRowImportsPyApi" => {
             let task = state.tasks.get(&s("taskId"));
@@ -690,9 +853,10 @@ fn dispatch(
                 .iter()
                 .any(|b| b.project_id == project_id && b.name == name)
             {
+                // The SDK's tests/integration/test_batch.py: `ResourceConflict`.
                 return gql_error(
                     format!("Batch with name {name} already exists in project"),
-                    None,
+                    Some("RESOURCE_CONFLICT"),
                 );
             }
             let keys = strings(&input["globalKeys"]);
@@ -703,6 +867,22 @@ fn dispatch(
                 return gql_error(
                     format!("Data row with global key {missing} not found"),
                     None,
+                );
+            }
+            // Rows already in a batch of the project are left out; none left:
+            // refused, as test_batch.py `test_create_batch_with_same_data_row_ids`
+            // sees it (`MalformedQueryException`).
+            let in_project = |k: &String| {
+                state
+                    .batches
+                    .iter()
+                    .any(|b| b.project_id == project_id && b.global_keys.contains(k))
+            };
+            let keys: Vec<String> = keys.iter().filter(|k| !in_project(k)).cloned().collect();
+            if keys.is_empty() {
+                return gql_error(
+                    "No valid data rows to add to project",
+                    Some("MALFORMED_REQUEST"),
                 );
             }
             let id = state.id("batch");
@@ -743,12 +923,40 @@ fn dispatch(
             ok(json!({ "createModelAssistedLabelingPredictionImport": mal_import(&id, &name) }))
         }
         "getModelAssistedLabelingPredictionImportPyApi" => {
-            let found = state
+            let Some(import) = state
                 .imports
                 .iter()
                 .find(|i| i.project_id == s("projectId") && i.name == s("name"))
-                .map(|i| mal_import(&i.id, &i.name));
-            ok(json!({ "modelAssistedLabelingPredictionImport": found }))
+                .cloned()
+            else {
+                return ok(json!({ "modelAssistedLabelingPredictionImport": Value::Null }));
+            };
+            // RUNNING for as many polls as a task takes, then done.
+            let polls = state
+                .import_polls
+                .entry(import.id.clone())
+                .or_insert(state.task_polls);
+            let running = *polls > 0;
+            *polls = polls.saturating_sub(1);
+            let mut answer = mal_import(&import.id, &import.name);
+            if !running {
+                if state.fail_imports {
+                    let n = state.id("file");
+                    let url = format!("http://{}/files/{n}", state.addr);
+                    let error = json!({"uuid": Value::Null, "dataRow": Value::Null,
+                        "errors": [{"name": "ValidationError",
+                                    "message": "Tool name not found in ontology"}]});
+                    state
+                        .files
+                        .insert(url.clone(), format!("{error}\n").into_bytes());
+                    answer["state"] = json!("FAILED");
+                    answer["errorFileUrl"] = json!(url);
+                } else {
+                    answer["state"] = json!("FINISHED");
+                    answer["progress"] = json!("100%");
+                }
+            }
+            ok(json!({ "modelAssistedLabelingPredictionImport": answer }))
         }
         "GetDatasetsPyApi" => {
             let found: Vec<Value> = state
@@ -784,6 +992,7 @@ fn dispatch(
                 ontology_id: None,
                 labeling_frontend_id: None,
                 showing_predictions: false,
+                setup_complete: None,
             });
             ok(json!({ "createProject": { "id": id, "name": s("name") } }))
         }
@@ -833,6 +1042,7 @@ fn dispatch(
                 .collect();
             ok(json!({ "project": {
                 "id": p.id,
+                "setupComplete": p.setup_complete,
                 "ontology": ontology,
                 "labelingFrontend": p.labeling_frontend_id.as_ref().map(|id| json!({ "id": id })),
                 "webhooks": webhooks,
@@ -848,21 +1058,80 @@ fn dispatch(
             p.labeling_frontend_id = Some(s("labelingFrontendId"));
             ok(json!({ "updateProject": { "id": p.id } }))
         }
+        // The options become the project's ontology: the empty one the SDK's
+        // `connect_ontology` sends, which its `is_empty_ontology` counts as
+        // no ontology (schema/project.py).
         "CreateLabelingFrontendOptionsPyApi" => {
+            let Some(options) = v["customizationOptions"]
+                .as_str()
+                .and_then(|o| serde_json::from_str::<Value>(o).ok())
+            else {
+                return gql_error("customizationOptions must be a JSON string", None);
+            };
+            let project_id = s("project");
+            if !state.projects.iter().any(|p| p.id == project_id) {
+                return gql_error("project not found", Some("RESOURCE_NOT_FOUND"));
+            }
             let id = state.id("lfo");
+            let ontology = state.id("ontology");
+            state.ontologies.push(FakeOntology {
+                id: ontology.clone(),
+                name: format!("Ontology of project {project_id}"),
+                normalized: options,
+            });
+            if let Some(p) = state.projects.iter_mut().find(|p| p.id == project_id) {
+                p.ontology_id.get_or_insert(ontology);
+            }
             ok(json!({ "createLabelingFrontendOptions": { "id": id } }))
+        }
+        // `Project.update(setup_complete=...)` through orm/query.py `update_fields`.
+        "updateProjectPyApi" => {
+            let Some(when) = v["setupComplete"].as_str() else {
+                return gql_error(
+                    "setupComplete is required",
+                    Some("GRAPHQL_VALIDATION_FAILED"),
+                );
+            };
+            if chrono::NaiveDateTime::parse_from_str(when, "%Y-%m-%dT%H:%M:%SZ").is_err() {
+                return gql_error(
+                    format!("Variable \"$setupComplete\" got invalid value {when:?}"),
+                    Some("GRAPHQL_VALIDATION_FAILED"),
+                );
+            }
+            let Some(p) = state.projects.iter_mut().find(|p| p.id == s("projectId")) else {
+                return gql_error("project not found", Some("RESOURCE_NOT_FOUND"));
+            };
+            p.setup_complete = Some(when.to_string());
+            ok(json!({ "updateProject": { "id": p.id, "setupComplete": when } }))
         }
         "ConnectOntologyPyApi" => {
             let ontology = s("ontologyId");
             if !state.ontologies.iter().any(|o| o.id == ontology) {
                 return gql_error("ontology not found", Some("RESOURCE_NOT_FOUND"));
             }
-            let Some(p) = state.projects.iter_mut().find(|p| p.id == s("projectId")) else {
+            let Some(p) = state.projects.iter().find(|p| p.id == s("projectId")) else {
                 return gql_error("project not found", Some("RESOURCE_NOT_FOUND"));
             };
             if p.labeling_frontend_id.is_none() {
                 return gql_error("project has no labeling frontend", None);
             }
+            // One ontology per project: the SDK refuses to connect over one
+            // with tools or classifications ("Ontology already connected to
+            // project.", `is_empty_ontology`).
+            let connected = p
+                .ontology_id
+                .as_ref()
+                .filter(|id| **id != ontology)
+                .and_then(|id| state.ontologies.iter().find(|o| &o.id == id));
+            if let Some(o) = connected {
+                let has = |key: &str| o.normalized[key].as_array().is_some_and(|a| !a.is_empty());
+                if has("tools") || has("classifications") {
+                    return gql_error("Ontology already connected to project.", None);
+                }
+            }
+            let Some(p) = state.projects.iter_mut().find(|p| p.id == s("projectId")) else {
+                return gql_error("project not found", Some("RESOURCE_NOT_FOUND"));
+            };
             p.ontology_id = Some(ontology);
             ok(json!({ "project": { "connectOntology": { "id": p.id } } }))
         }
@@ -899,6 +1168,61 @@ fn dispatch(
             ok(
                 json!({ "createWebhook": { "id": id, "url": url, "topics": topics, "status": "ACTIVE" } }),
             )
+        }
+        // Organization.get_iam_integrations (schema/organization.py).
+        "getAllIntegrationsPyApi" => {
+            let integrations: Vec<Value> = state
+                .iam_integrations
+                .iter()
+                .map(|i| {
+                    json!({
+                        "id": i.id, "name": i.name,
+                        "createdAt": "2026-01-05T10:00:00.000Z", "updatedAt": "2026-01-05T10:00:00.000Z",
+                        "provider": "AWS", "valid": i.valid,
+                        "lastValidAt": if i.valid { json!("2026-01-05T10:00:00.000Z") } else { Value::Null },
+                        "isOrgDefault": i.is_org_default,
+                        "settings": { "__typename": "AwsIamIntegrationSettings", "roleArn": i.role_arn },
+                    })
+                })
+                .collect();
+            ok(json!({ "iamIntegrations": integrations }))
+        }
+        // Client.create_dataset / Dataset.add_iam_integration.
+        "setSignerForDatasetPyApi" | "SetSignerForDatasetPyApi" => {
+            let (signer, dataset) = (s("signerId"), s("datasetId"));
+            if !state.datasets.iter().any(|(id, _)| *id == dataset) {
+                return gql_error("dataset not found", Some("RESOURCE_NOT_FOUND"));
+            }
+            if !state.iam_integrations.iter().any(|i| i.id == signer) {
+                return gql_error("IAM integration not found", Some("RESOURCE_NOT_FOUND"));
+            }
+            state.signers.insert(dataset.clone(), signer.clone());
+            ok(json!({ "setSignerForDataset": { "id": dataset, "signer": { "id": signer } } }))
+        }
+        // The dataset's `iam_integration` relationship (graphql name `signer`).
+        "GetDatasetSignerPyApi" => {
+            let dataset = s("datasetId");
+            if !state.datasets.iter().any(|(id, _)| *id == dataset) {
+                return ok(json!({ "dataset": Value::Null }));
+            }
+            let signer = state.signers.get(&dataset).map(|id| json!({ "id": id }));
+            ok(json!({ "dataset": { "id": dataset, "signer": signer } }))
+        }
+        // Valid when the dataset's signer is an integration Labelbox can assume.
+        "validateDatasetPyApi" => {
+            let dataset = s("id");
+            if !state.datasets.iter().any(|(id, _)| *id == dataset) {
+                return gql_error("dataset not found", Some("RESOURCE_NOT_FOUND"));
+            }
+            let signer = state
+                .signers
+                .get(&dataset)
+                .and_then(|id| state.iam_integrations.iter().find(|i| &i.id == id));
+            let valid = signer.is_some_and(|i| i.valid && !i.broken);
+            ok(json!({ "validateDataset": { "valid": valid, "checks": [
+                { "name": "signerAttached", "success": signer.is_some() },
+                { "name": "signerValid", "success": valid },
+            ] } }))
         }
         other => gql_error(
             format!("Cannot query operation {other:?}"),
@@ -955,7 +1279,22 @@ fn start_export(state: &mut State, input: &Value) -> (u16, Option<u64>, String) 
                 keys.get_or_insert_with(Vec::new)
                     .extend(strings(&filter["ids"]));
             }
-            _ => return gql_error(format!("the fake does not filter by {filter}"), None),
+            // A data row by its id: rows the fake made, or labelled rows
+            // named `dr-of-<global key>` (what this export calls them).
+            (Some("data_row_id"), Some("is")) => {
+                let ids = strings(&filter["ids"]);
+                let of_id = |id: &String| {
+                    state
+                        .data_rows
+                        .iter()
+                        .find(|r| &r.id == id)
+                        .map(|r| r.global_key.clone())
+                        .or_else(|| id.strip_prefix("dr-of-").map(str::to_string))
+                };
+                keys.get_or_insert_with(Vec::new)
+                    .extend(ids.iter().filter_map(of_id));
+            }
+            _ => return gql_error(format!("unsupported search query filter {filter}"), None),
         }
     }
     let with_details = input["params"]["includeLabelDetails"] == true;
@@ -965,6 +1304,17 @@ fn start_export(state: &mut State, input: &Value) -> (u16, Option<u64>, String) 
             && !row_keys.contains(&l.global_key)
         {
             row_keys.push(l.global_key.clone());
+        }
+    }
+    // Rows asked for that are in the project without a label (not labelled
+    // yet, or their labels deleted) are exported too, with no labels.
+    for key in keys.iter().flatten() {
+        let in_project = state
+            .batches
+            .iter()
+            .any(|b| b.project_id == project_id && b.global_keys.contains(key));
+        if in_project && !row_keys.contains(key) {
+            row_keys.push(key.clone());
         }
     }
     let mut content = String::new();
@@ -991,7 +1341,7 @@ fn start_export(state: &mut State, input: &Value) -> (u16, Option<u64>, String) 
             "data_row": { "id": data_row_id, "global_key": key, "external_id": Value::Null,
                 "row_data": "https://elsewhere.example/image.jpg" },
             "media_attributes": { "height": 512, "width": 773, "mime_type": "image/jpeg" },
-            "projects": { project_id: { "name": "fake project", "labels": labels } },
+            "projects": { project_id: { "name": "animals", "labels": labels } },
         });
         content.push_str(&row.to_string());
         content.push('\n');
@@ -1012,7 +1362,7 @@ fn start_export(state: &mut State, input: &Value) -> (u16, Option<u64>, String) 
 fn export_chunk(state: &mut State, v: &Value) -> (u16, Option<u64>, String) {
     let id = v["where"]["id"].as_str().unwrap_or_default().to_string();
     if v["streamType"] != "RESULT" {
-        return gql_error("the fake streams RESULT only", None);
+        return gql_error(format!("task {id} has no {} stream", v["streamType"]), None);
     }
     // UInt64! arrives as a string from the SDK.
     let Some(offset) = v["offset"].as_str().and_then(|o| o.parse::<usize>().ok()) else {
@@ -1027,6 +1377,8 @@ fn export_chunk(state: &mut State, v: &Value) -> (u16, Option<u64>, String) {
             Some("RESOURCE_NOT_FOUND"),
         );
     };
+    // Asked in the frame the offsets are reported in (see `set_export_offset_skew`).
+    let offset = offset.saturating_sub(state.export_offset_skew);
     if offset >= content.len() {
         return ok(json!({ "task": { "exportFileFromOffset": Value::Null } }));
     }
@@ -1039,8 +1391,17 @@ fn export_chunk(state: &mut State, v: &Value) -> (u16, Option<u64>, String) {
     state
         .files
         .insert(url.clone(), content[start..=end].to_vec());
+    let (reported_start, reported_end) = if state.export_offsets_frozen {
+        (0, size.min(content.len()) - 1)
+    } else {
+        (start, end)
+    };
+    let skew = state.export_offset_skew;
     ok(json!({ "task": { "exportFileFromOffset": {
-        "offsets": { "start": start.to_string(), "end": end.to_string() },
+        "offsets": {
+            "start": (reported_start + skew).to_string(),
+            "end": (reported_end + skew).to_string(),
+        },
         "lines": { "start": line_of(start).to_string(), "end": line_of(end).to_string() },
         "file": url,
     } } }))
@@ -1073,13 +1434,14 @@ fn upsert_data_rows(state: &mut State, manifest_uri: &str) -> (u16, Option<u64>,
     }
     let mut task = Task {
         polls_left: state.task_polls,
+        created_by: state.task_creator.clone(),
         ..Task::default()
     };
     for item in items {
         let payload = &item["payload"];
         if item["id"]["type"] != "AUTO" {
             task.failed
-                .push(("fake supports AUTO keys only".into(), String::new()));
+                .push(("only AUTO keys are accepted here".into(), String::new()));
             continue;
         }
         let (Some(row_data), Some(dataset_id)) =
@@ -1094,9 +1456,13 @@ fn upsert_data_rows(state: &mut State, manifest_uri: &str) -> (u16, Option<u64>,
             .unwrap_or_default()
             .to_string();
         if state.data_rows.iter().any(|r| r.global_key == global_key) {
+            // The key is in the message only: the failed row's spec has an
+            // empty `globalKey`, as the SDK's snapshot of a duplicate shows
+            // (tests/integration/snapshots/test_data_rows.
+            // test_data_row_bulk_creation_with_same_global_keys.failed_data_rows.json).
             task.failed.push((
                 format!("Duplicate global keys found: {global_key}"),
-                global_key,
+                String::new(),
             ));
             continue;
         }
