@@ -36,6 +36,46 @@ def payload(updated_at, objects=None, label_id="clx9k2b0f000108l5d3h2a7qz", glob
     return json.dumps(p).encode()
 
 
+DATA_ROW_ID = "clx9jz1q4000008l5a1b2c3d4"
+PROJECT_ID = "clx9jy0aa000008l5fffff000"
+LABEL_ID = "clx9k2b0f000108l5d3h2a7qz"
+
+
+def payload_v1_row_id(objects, **times):
+    """v1 (SDK-created webhook) naming its data row by id only: no globalKey."""
+    p = {"id": LABEL_ID, "dataRow": {"id": DATA_ROW_ID}, "project": {"id": PROJECT_ID}}
+    p.update(times)
+    p["label"] = label(objects)
+    return json.dumps(p).encode()
+
+
+def export_label(objects, created_at, updated_at):
+    """A label in the export v2 shape (docs.labelbox.com/reference/export-image-annotations)."""
+    return {"id": LABEL_ID,
+            "label_details": {"created_at": created_at, "updated_at": updated_at,
+                              "created_by": "labeler@example.com"},
+            "annotations": {"objects": [
+                {"feature_id": f"ft{i}", "feature_schema_id": "sch-" + name, "name": name,
+                 "value": name.lower(), "annotation_kind": "ImageBoundingBox",
+                 "classifications": [],
+                 "bounding_box": {"top": top, "left": left, "height": h, "width": w}}
+                for i, (name, left, top, w, h) in enumerate(objects)],
+                "classifications": [], "relationships": []}}
+
+
+def payload_v2(updated_at, objects=None):
+    """v2 (UI-created webhook): the export v2 shape, snake_case."""
+    p = {"data_row": {"id": DATA_ROW_ID, "global_key": CAPTURE_ID,
+                      "external_id": "horses.jpg"},
+         "project": {"id": PROJECT_ID, "name": "animals"}}
+    if objects is None:
+        p["id"] = LABEL_ID
+        p["updated_at"] = updated_at
+    else:
+        p["label"] = export_label(objects, "2026-11-26T09:15:00.000Z", updated_at)
+    return json.dumps(p).encode()
+
+
 def sign(body, secret=SECRET):
     return ("sha1=" + hmac.new(secret, body, hashlib.sha1).hexdigest(),
             "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest())
@@ -87,6 +127,13 @@ def main():
         "malformed-json.json": event(b'{"id": "clx", "dataRow": ', "LABEL_CREATED"),
         "missing-global-key.json": event(json.dumps({"id": "clx", "updatedAt": "2026-11-26T09:15:00Z",
                                                      "label": label(horses_v1)}).encode(), "LABEL_CREATED"),
+        # Both payload generations (events/webhook/README.md says where each shape comes from).
+        "label-created-v1-row-id.json": event(payload_v1_row_id(horses_v1, createdAt="2026-11-26T09:15:00.000Z",
+                                                                updatedAt="2026-11-26T09:15:00.000Z"), "LABEL_CREATED"),
+        "label-created-v1-untimed.json": event(payload_v1_row_id(horses_v1), "LABEL_CREATED"),
+        "label-created-v2.json": event(payload_v2("2026-11-26T09:15:00.000Z", horses_v1), "LABEL_CREATED"),
+        "label-updated-v2.json": event(payload_v2("2026-11-26T10:00:00.000Z", horses_v2), "LABEL_UPDATED"),
+        "label-deleted-v2.json": event(payload_v2("2026-11-26T11:00:00.000Z"), "LABEL_DELETED"),
         "unknown-capture.json": event(payload("2026-11-26T09:15:00.000Z", horses_v1,
                                               global_key="01a216ce-1102-7c4e-9a52-000000000000"), "LABEL_CREATED"),
     }

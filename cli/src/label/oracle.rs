@@ -219,7 +219,7 @@ mod tests {
         let (_, parsed) = modelobs_labelbox::webhook::payload::parse(&body, Some("LABEL_CREATED"))
             .unwrap()
             .unwrap();
-        assert_eq!(parsed.capture_id, t.id);
+        assert_eq!(parsed.capture_id, Some(t.id));
         let (mapped, unmapped) = modelobs_labelbox::webhook::payload::ClassMap::default()
             .map(parsed.objects.as_deref().unwrap());
         assert!(unmapped.is_empty());

@@ -811,7 +811,7 @@ mod tests {
         let (_, parsed) = modelobs_labelbox::webhook::payload::parse(event, Some("LABEL_CREATED"))
             .unwrap()
             .unwrap();
-        assert_eq!(parsed.capture_id, task.id);
+        assert_eq!(parsed.capture_id, Some(task.id));
         assert_eq!(parsed.label_id, format!("review-{}", task.id));
         let (mapped, unmapped) = modelobs_labelbox::webhook::payload::ClassMap::default()
             .map(parsed.objects.as_deref().unwrap());

@@ -3,6 +3,13 @@
 //! the event only names it) becomes `labels/<id>.json`, and one
 //! `{id, label_version}` message per version goes on the metrics queue.
 //!
+//! What a payload may lack is read from the label source (Labelbox's
+//! export): the capture id, when the payload names its data row only by id;
+//! a created or updated label's content and time, as one pair (the version
+//! the source holds), when it lacks either. Without a source to ask, such an
+//! event is a 400 naming what it lacked. A log line per event says which
+//! payload generation it was and where its capture id and label came from.
+//!
 //! Exactly once in effect: each label version is written to
 //! `labels/history/<id>/<version>.json` once, `labels/<id>.json` only moves
 //! forward (compare-and-swap on its ETag), and a `<version>.queued` marker
@@ -28,12 +35,12 @@ use chrono::{DateTime, Duration, Utc};
 use modelobs_adapters::queue::Queue;
 use modelobs_adapters::{ObjectStore, PutCondition, PutOutcome, StoreError};
 use modelobs_core::keys;
-use modelobs_core::records::{self, GroundTruth};
+use modelobs_core::records::{self, CaptureId, GroundTruth};
 use modelobs_labelbox::webhook::payload::{ClassMap, LabelEvent, Topic, TopicFrom};
 use serde_json::json;
 use thiserror::Error;
 
-use crate::label_source::{FetchError, LabelFetcher, LabelRef};
+use crate::label_source::{FetchError, FetchedLabel, LabelFetcher, LabelRef, RowRef};
 
 /// What recording needs: the bucket, the metrics queue, the label source,
 /// the class map, and the source name recorded in each `GroundTruth`.
@@ -111,7 +118,50 @@ pub async fn record<S: ObjectStore, Q: Queue, F: LabelFetcher>(
     topic: &str,
     event: LabelEvent,
 ) -> Result<Recorded, RecordError> {
-    let id = event.capture_id;
+    // A label's content and time, when the payload lacks either, are read
+    // from the source: as one pair, the version the source holds.
+    let needs_content = matches!(event.topic, Topic::LabelCreated | Topic::LabelUpdated)
+        && (event.objects.is_none() || event.updated_at.is_none());
+    let mut fetched: Option<Option<FetchedLabel>> = None;
+    let id = match event.capture_id {
+        Some(id) => id,
+        None => {
+            let Some(data_row_id) = event.data_row_id.clone() else {
+                return Err(RecordError::BadRequest(
+                    "the payload names no data row (dataRow.globalKey or dataRow.id)".into(),
+                ));
+            };
+            let key = if needs_content {
+                let label = deps
+                    .fetcher
+                    .fetch(&label_ref(&event, RowRef::DataRowId(data_row_id.clone())))
+                    .await
+                    .map_err(|e| unconfigured(&event, e))?;
+                let key = label.as_ref().and_then(|l| l.global_key.clone());
+                let found = label.is_some();
+                fetched = Some(label);
+                if !found {
+                    return Ok(not_at_source(topic, &event, None));
+                }
+                key
+            } else {
+                deps.fetcher
+                    .global_key_of(event.project_id.as_deref(), &data_row_id)
+                    .await
+                    .map_err(|e| unconfigured(&event, e))?
+            };
+            let key = key.ok_or_else(|| {
+                RecordError::BadRequest(format!(
+                    "data row {data_row_id} has no global key at the source: not one of our captures"
+                ))
+            })?;
+            CaptureId::parse(&key).map_err(|e| {
+                RecordError::BadRequest(format!(
+                    "data row {data_row_id}'s global key {key} is not a capture id: {e}"
+                ))
+            })?
+        }
+    };
     let capture_key = keys::capture_record_of(id).ok_or_else(|| {
         RecordError::BadRequest(format!("dataRow.globalKey {id} is not a capture id"))
     })?;
@@ -120,33 +170,42 @@ pub async fn record<S: ObjectStore, Q: Queue, F: LabelFetcher>(
     if get(deps, &capture_key).await?.is_none() {
         return Err(RecordError::BadRequest(format!("no capture {id}")));
     }
+    let row = RowRef::GlobalKey(id.to_string());
     if event.topic == Topic::LabelDeleted && event.topic_from == TopicFrom::Header {
-        confirm_deleted(deps, &event).await?;
+        confirm_deleted(deps, &event, row.clone()).await?;
     }
+    tracing::info!(%id, label_id = %event.label_id, topic, payload = event.shape.as_str(),
+        capture_id_from = if event.capture_id.is_some() { "payload" } else { "source" },
+        label_from = if needs_content { "source" } else { "payload" },
+        "label event read");
 
-    let event = match (event.topic, &event.objects) {
-        (Topic::LabelCreated | Topic::LabelUpdated, None) => {
-            match deps.fetcher.fetch(&label_ref(&event)).await? {
-                // The source's time when later: the version of what was read.
-                Some(fetched) => LabelEvent {
-                    updated_at: match (fetched.updated_at, event.updated_at) {
-                        (Some(a), Some(b)) => Some(a.max(b)),
-                        (a, b) => a.or(b),
-                    },
-                    objects: Some(fetched.objects),
-                    ..event
+    let event = if needs_content {
+        let label = match fetched {
+            Some(label) => label,
+            None => deps
+                .fetcher
+                .fetch(&label_ref(&event, row))
+                .await
+                .map_err(|e| unconfigured(&event, e))?,
+        };
+        match label {
+            // The source's time when later: the version of what was read.
+            Some(label) => LabelEvent {
+                capture_id: Some(id),
+                updated_at: match (label.updated_at, event.updated_at) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b),
                 },
-                None => {
-                    tracing::warn!(%id, label_id = %event.label_id, project_id = ?event.project_id,
-                        "label not found at its source; nothing stored");
-                    return Ok(Recorded::ignored(
-                        json!({"status": "ignored", "topic": topic, "id": id,
-                            "label_id": event.label_id, "why": "label not found at its source"}),
-                    ));
-                }
-            }
+                objects: Some(label.objects),
+                ..event
+            },
+            None => return Ok(not_at_source(topic, &event, Some(id))),
         }
-        _ => event,
+    } else {
+        LabelEvent {
+            capture_id: Some(id),
+            ..event
+        }
     };
 
     let label_key = keys::label(id);
@@ -221,12 +280,46 @@ pub async fn record<S: ObjectStore, Q: Queue, F: LabelFetcher>(
     })))
 }
 
-fn label_ref(event: &LabelEvent) -> LabelRef {
+fn label_ref(event: &LabelEvent, row: RowRef) -> LabelRef {
     LabelRef {
         project_id: event.project_id.clone(),
-        global_key: event.capture_id.to_string(),
+        row,
         label_id: event.label_id.clone(),
     }
+}
+
+/// A fetch that is not configured, as the error the sender needs: what the
+/// payload lacked.
+fn unconfigured(event: &LabelEvent, e: FetchError) -> RecordError {
+    if e != FetchError::NotConfigured {
+        return e.into();
+    }
+    let content = matches!(event.topic, Topic::LabelCreated | Topic::LabelUpdated);
+    let lacks: Vec<&str> = [
+        (event.capture_id.is_none(), "no dataRow.globalKey"),
+        (
+            content && event.objects.is_none(),
+            "no label JSON (field label)",
+        ),
+        (content && event.updated_at.is_none(), "no time (updatedAt)"),
+    ]
+    .into_iter()
+    .filter_map(|(lacking, what)| lacking.then_some(what))
+    .collect();
+    RecordError::BadRequest(format!(
+        "the payload carries {}, and fetching labels from Labelbox is not configured \
+         (LABEL_SOURCE=labelbox)",
+        lacks.join(", ")
+    ))
+}
+
+/// A created or updated label its source does not have (deleted since):
+/// nothing to store.
+fn not_at_source(topic: &str, event: &LabelEvent, id: Option<CaptureId>) -> Recorded {
+    tracing::warn!(id = ?id, label_id = %event.label_id, data_row_id = ?event.data_row_id,
+        project_id = ?event.project_id, "label not found at its source; nothing stored");
+    Recorded::ignored(json!({"status": "ignored", "topic": topic, "id": id,
+        "label_id": event.label_id, "why": "label not found at its source"}))
 }
 
 /// A deletion whose topic only the unsigned `X-Labelbox-Event` header gives
@@ -237,10 +330,11 @@ fn label_ref(event: &LabelEvent) -> LabelRef {
 async fn confirm_deleted<S, Q, F: LabelFetcher>(
     deps: &Recorder<'_, S, Q, F>,
     event: &LabelEvent,
+    row: RowRef,
 ) -> Result<(), RecordError> {
     let unsigned = "LABEL_DELETED comes only from the X-Labelbox-Event header, which the \
         signature does not cover";
-    match deps.fetcher.fetch(&label_ref(event)).await {
+    match deps.fetcher.fetch(&label_ref(event, row)).await {
         Ok(None) => Ok(()),
         Ok(Some(_)) => Err(RecordError::BadRequest(format!(
             "{unsigned}, and label {} still exists at its source: refused",
@@ -286,8 +380,13 @@ pub fn plan(
     event: &LabelEvent,
     current: Option<&GroundTruth>,
 ) -> Result<Plan, RecordError> {
+    let Some(id) = event.capture_id else {
+        return Err(RecordError::BadRequest(
+            "the event names no capture (dataRow.globalKey)".into(),
+        ));
+    };
     let base = |updated_at: DateTime<Utc>| GroundTruth {
-        id: event.capture_id,
+        id,
         source: source.to_string(),
         label_id: event.label_id.clone(),
         updated_at,

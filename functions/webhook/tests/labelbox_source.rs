@@ -15,7 +15,9 @@ use modelobs_core::keys;
 use modelobs_core::records::{self, CaptureRecord, GroundTruth};
 use modelobs_labelbox::webhook::payload::ClassMap;
 use modelobs_labelbox::{LabelboxClient, Polling};
-use modelobs_pipeline::label_source::{FetchError, LabelFetcher, LabelRef, LabelboxFetcher};
+use modelobs_pipeline::label_source::{
+    FetchError, LabelFetcher, LabelRef, LabelboxFetcher, RowRef,
+};
 use modelobs_testkit::fake_labelbox::{FakeLabelbox, Scripted};
 use modelobs_webhook::handler::{Deps, handle};
 use serde_json::{Value, json};
@@ -196,7 +198,7 @@ async fn a_payload_without_a_project_uses_the_configured_one_or_is_refused() {
     fake.insert_label("configured-project", "capture-1", exported_label());
     let label = LabelRef {
         project_id: None,
-        global_key: "capture-1".into(),
+        row: RowRef::GlobalKey("capture-1".into()),
         label_id: LABEL_ID.into(),
     };
 
@@ -212,4 +214,64 @@ async fn a_payload_without_a_project_uses_the_configured_one_or_is_refused() {
     };
     let fetched = configured.fetch(&label).await.unwrap().expect("found");
     assert_eq!(fetched.objects.len(), 2);
+}
+
+#[tokio::test]
+async fn a_v1_payload_without_global_key_or_time_is_completed_by_one_export_by_data_row_id() {
+    // GIVEN Labelbox holds the label on the capture's data row
+    let fake = FakeLabelbox::start(KEY).await;
+    let capture_id = capture().id.to_string();
+    fake.insert_label(PROJECT_ID, &capture_id, exported_label());
+    let d = deps(fetcher(&fake, KEY)).await;
+
+    // WHEN a v1 event names the row by id only and says no time
+    // (the fake's export calls the row dr-of-<global key>)
+    let body = json!({"id": LABEL_ID, "dataRow": {"id": format!("dr-of-{capture_id}")},
+        "project": {"id": PROJECT_ID}, "label": "{\"objects\": []}"});
+    let resp = handle(signed(&body), &d).await;
+    let Body::Text(text) = resp.body() else {
+        panic!("text body")
+    };
+    let answer: Value = serde_json::from_str(text).unwrap();
+
+    // THEN stored under the row's global key at the export's time, the
+    // label's content from the export
+    assert_eq!(resp.status().as_u16(), 200, "{answer}");
+    let gt: GroundTruth = records::from_json(
+        &d.store
+            .body(&keys::label(capture().id))
+            .expect("labels/<id>.json"),
+    )
+    .unwrap();
+    assert_eq!(gt.updated_at.to_rfc3339(), "2026-11-26T09:40:00+00:00");
+    assert_eq!(
+        gt.objects.len(),
+        2,
+        "the export's two horses, not the payload's none"
+    );
+    // ... from one export, filtered by the data row's id as the SDK builds it
+    let exports: Vec<_> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.operation == "exportDataRowsInProjectPyApi")
+        .collect();
+    assert_eq!(exports.len(), 1);
+    assert_eq!(
+        exports[0].variables["input"]["filters"]["searchQuery"]["query"],
+        json!([{"ids": [format!("dr-of-{capture_id}")], "operator": "is", "type": "data_row_id"}])
+    );
+}
+
+/// `body` signed with the fixtures' secret, in a LABEL_CREATED delivery.
+fn signed(body: &Value) -> Request {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../events/webhook/label-created.json");
+    let mut event: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let body = body.to_string();
+    let (sha1, sha256) = modelobs_labelbox::webhook::signature::sign(SECRET, body.as_bytes());
+    let headers = event["headers"].as_object_mut().unwrap();
+    headers.insert("x-hub-signature".into(), sha1.into());
+    headers.insert("x-hub-signature-256".into(), sha256.into());
+    event["body"] = body.into();
+    lambda_http::request::from_str(&event.to_string()).unwrap()
 }

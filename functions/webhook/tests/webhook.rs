@@ -15,7 +15,7 @@ use modelobs_core::keys;
 use modelobs_core::records::{self, CaptureRecord, GroundTruth};
 use modelobs_labelbox::webhook::payload::ClassMap;
 use modelobs_labelbox::webhook::payload::LabelledObject;
-use modelobs_pipeline::label_source::{FetchError, FetchedLabel, LabelRef, MemoryFetcher};
+use modelobs_pipeline::label_source::{FetchError, FetchedLabel, LabelRef, MemoryFetcher, RowRef};
 use modelobs_webhook::handler::{Deps, handle};
 use serde_json::Value;
 
@@ -284,6 +284,7 @@ fn horses(updated_at: Option<&str>) -> FetchedLabel {
             horse(212.0, 190.0, 113.0, 175.0),
         ],
         updated_at: updated_at.map(|t| t.parse().unwrap()),
+        global_key: Some(capture_id()),
     }
 }
 
@@ -321,7 +322,7 @@ async fn a_label_without_its_json_is_fetched_and_stored_like_one_with_it() {
         d.fetcher.requests(),
         [LabelRef {
             project_id: Some(PROJECT_ID.into()),
-            global_key: capture_id(),
+            row: RowRef::GlobalKey(capture_id()),
             label_id: LABEL_ID.into(),
         }]
     );
@@ -801,4 +802,119 @@ fn body_version(name: &str) -> i64 {
         .parse::<chrono::DateTime<chrono::Utc>>()
         .unwrap()
         .timestamp_millis()
+}
+
+// --- both payload generations (issue 18, item 1) ---
+
+const DATA_ROW_ID: &str = "clx9jz1q4000008l5a1b2c3d4";
+
+/// What a stack holds after `events`: the current label, every version in
+/// the history, the messages sent.
+async fn after<F: modelobs_pipeline::label_source::LabelFetcher + Send + Sync + 'static>(
+    d: &Arc<Deps<Retrying<MemoryStore>, MemoryQueue, F>>,
+    events: &[&str],
+) -> (GroundTruth, Vec<GroundTruth>, Vec<String>) {
+    for name in events {
+        let (status, body) = call(d, fixture(name)).await;
+        assert_eq!(status, 200, "{name}: {body}");
+    }
+    (label(d), history_of(d), d.queue.sent())
+}
+
+#[tokio::test]
+async fn a_v2_payload_gives_what_the_same_v1_payload_gives() {
+    // GIVEN the same label created, updated and deleted, in v1 (SDK-created
+    // webhook) and in v2 (UI-created, export-shaped) bodies
+    for n in 1..=3 {
+        let v1 = &[
+            "label-created.json",
+            "label-updated.json",
+            "label-deleted.json",
+        ][..n];
+        let v2 = &[
+            "label-created-v2.json",
+            "label-updated-v2.json",
+            "label-deleted-v2.json",
+        ][..n];
+        // WHEN each stack gets one generation
+        let (d1, d2) = (deps().await, deps().await);
+        // THEN the same label, the same history, the same messages
+        assert_eq!(after(&d1, v1).await, after(&d2, v2).await, "{v2:?}");
+    }
+    let d = deps().await;
+    let (gt, _, _) = after(&d, &["label-updated-v2.json"]).await;
+    assert_eq!(gt.objects.len(), 3, "the Unicorn maps to no class");
+    assert_eq!(gt.unmapped_objects, ["Unicorn"]);
+}
+
+#[tokio::test]
+async fn a_v1_payload_naming_its_row_by_id_takes_the_capture_from_the_source() {
+    // GIVEN the source knows the data row's global key
+    let fetcher = MemoryFetcher::new();
+    fetcher.insert_row(DATA_ROW_ID, &capture_id());
+    let d = fetching(fetcher).await;
+
+    // WHEN the event has dataRow.id, the label and its time, no globalKey
+    let (got, _, sent) = after(&d, &["label-created-v1-row-id.json"]).await;
+
+    // THEN the same ground truth as with the key, and the label itself was
+    // not fetched (the payload carried it)
+    let with_key = deps().await;
+    let (want, _, want_sent) = after(&with_key, &["label-created.json"]).await;
+    assert_eq!((got, sent), (want, want_sent));
+    assert!(d.fetcher.requests().is_empty());
+}
+
+#[tokio::test]
+async fn a_v1_payload_without_key_or_time_takes_both_from_one_fetch() {
+    // GIVEN the source has the label, its time and its row's global key
+    let fetcher = MemoryFetcher::new();
+    fetcher.insert(LABEL_ID, horses(Some("2026-11-26T09:15:00Z")));
+    let d = fetching(fetcher).await;
+
+    // WHEN the event names the row by id and says no time
+    let (got, _, _) = after(&d, &["label-created-v1-untimed.json"]).await;
+
+    // THEN stored at the source's time, under the row's key, after one fetch by row id
+    let (want, _, _) = after(&deps().await, &["label-created.json"]).await;
+    assert_eq!(got, want);
+    assert_eq!(
+        d.fetcher.requests(),
+        [LabelRef {
+            project_id: Some(PROJECT_ID.into()),
+            row: RowRef::DataRowId(DATA_ROW_ID.into()),
+            label_id: LABEL_ID.into(),
+        }]
+    );
+}
+
+#[tokio::test]
+async fn what_a_payload_lacks_and_nobody_can_supply_is_400_naming_it() {
+    // WHEN no label source is configured THEN the error names what the payload lacks
+    let cases = [
+        ("label-created-v1-row-id.json", "no dataRow.globalKey"),
+        ("label-created-v1-untimed.json", "no time (updatedAt)"),
+    ];
+    for (name, words) in cases {
+        let d = deps().await;
+        let (status, body) = call(&d, fixture(name)).await;
+        assert_eq!(status, 400, "{name}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(words), "{name}: {message}");
+        assert!(message.contains("not configured"), "{name}: {message}");
+        assert!(d.queue.sent().is_empty());
+    }
+    // WHEN the source has the row but without a global key THEN 400, nothing stored
+    let d = fetching(MemoryFetcher::new()).await;
+    let before = d.store.keys();
+    let (status, body) = call(&d, fixture("label-created-v1-row-id.json")).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("has no global key"),
+        "{body}"
+    );
+    assert_eq!(d.store.keys(), before);
 }

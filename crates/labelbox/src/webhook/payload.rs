@@ -1,8 +1,19 @@
 //! Label events as Labelbox sends them (and our local labelers copy).
-//! No schema is published: we accept what integrations have seen — label id
-//! at `id` (or `label.id` for reviews), the capture id at `dataRow.globalKey`,
-//! the label as a JSON string or object with `objects[].{title|value|name, bbox}`
-//! — and say which field is missing when we can't.
+//! Labelbox publishes no schema for its webhook payloads, and there are two
+//! generations ([`Shape`]), both accepted:
+//! - **v1**, webhooks created through the SDK (`Webhook.create`): camelCase,
+//!   the label id at `id` (a review's label at `label.id`), the data row at
+//!   `dataRow {id, globalKey?}`, the label as a JSON *string* (or object) with
+//!   `objects[].{title|value|name, bbox}`, times `createdAt`/`updatedAt`;
+//! - **v2**, webhooks created in Labelbox's UI: the export v2 shape,
+//!   snake_case, the data row at `data_row {id, global_key?}`, the label as an
+//!   export label (`id`, `label_details.{created_at, updated_at}`,
+//!   `annotations.objects[].{name, bounding_box}`).
+//!
+//! Neither the global key (our capture id) nor the time is promised: an
+//! event may name its data row only by id, or carry no time. What is missing
+//! is read from Labelbox's export by the recorder (`modelobs_pipeline::label`);
+//! [`LabelEvent`] says what the payload itself had.
 //!
 //! # Which topic an event is
 //! Labelbox names the topic in the `X-Labelbox-Event` header, which the HMAC
@@ -72,22 +83,47 @@ pub enum PayloadError {
     TopicMismatch { body: String, header: String },
 }
 
+/// Which generation of Labelbox's webhook payloads an event is (module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// camelCase, `dataRow`: webhooks created through the SDK.
+    V1,
+    /// snake_case, export-shaped, `data_row`: webhooks created in the UI.
+    V2,
+}
+
+impl Shape {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::V1 => "v1",
+            Self::V2 => "v2",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct LabelEvent {
     pub topic: Topic,
     /// Whether the signature covers the topic.
     pub topic_from: TopicFrom,
+    /// Which payload generation it came in.
+    pub shape: Shape,
     /// The label the event is about: the label's own id, or for a review the
     /// label reviewed.
     pub label_id: String,
-    pub capture_id: CaptureId,
+    /// The data row's global key (our capture id); `None` when the payload
+    /// names the row only by id ([`data_row_id`](Self::data_row_id)).
+    pub capture_id: Option<CaptureId>,
+    /// The data row's Labelbox id, when the payload has it.
+    pub data_row_id: Option<String>,
     /// `project.id`: where to fetch the label from when the payload lacks it.
     pub project_id: Option<String>,
     /// `updatedAt` (else `createdAt`): when the label last changed, or for a
-    /// review when it was given. `None` only for a deletion that says no time:
-    /// recording versions it after the label it deletes.
+    /// review when it was given. `None` when the payload says no time: a
+    /// label's time is then read from its source, and a deletion's is
+    /// versioned after the label it deletes.
     pub updated_at: Option<DateTime<Utc>>,
-    /// `None` when the payload carries no label JSON.
+    /// `None` when the payload carries no label content.
     pub objects: Option<Vec<LabelledObject>>,
     pub review_score: Option<f64>,
 }
@@ -110,6 +146,11 @@ impl From<crate::export::ExportedBox> for LabelledObject {
 
 fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
     path.iter().try_fold(v, |v, k| v.get(k))?.as_str()
+}
+
+/// The first of `paths` that holds a string.
+fn first_str<'a>(v: &'a Value, paths: &[&[&str]]) -> Option<&'a str> {
+    paths.iter().find_map(|p| str_at(v, p))
 }
 
 /// The topic from the signed body, else from the header (see the module's
@@ -139,32 +180,8 @@ pub fn parse(
     let Some(topic) = Topic::parse(&topic_name) else {
         return Ok(None);
     };
-    let label_id = match topic {
-        Topic::ReviewCreated => str_at(&v, &["label", "id"]).or(str_at(&v, &["labelId"])),
-        _ => str_at(&v, &["id"]),
-    }
-    .ok_or(PayloadError::Missing("id"))?
-    .to_string();
-    let global_key =
-        str_at(&v, &["dataRow", "globalKey"]).ok_or(PayloadError::Missing("dataRow.globalKey"))?;
-    let capture_id = CaptureId::parse(global_key).map_err(|e| PayloadError::Invalid {
-        field: "dataRow.globalKey",
-        why: e.to_string(),
-    })?;
-    let updated_at = match str_at(&v, &["updatedAt"]).or(str_at(&v, &["createdAt"])) {
-        Some(t) => Some(
-            DateTime::parse_from_rfc3339(t)
-                .map(|t| t.with_timezone(&Utc))
-                .map_err(|e| PayloadError::Invalid {
-                    field: "updatedAt",
-                    why: e.to_string(),
-                })?,
-        ),
-        // Never the time it arrived: a delayed deletion would then win over
-        // labels made after it. Recording versions it after the label it names.
-        None if topic == Topic::LabelDeleted => None,
-        None => return Err(PayloadError::Missing("updatedAt")),
-    };
+    // The label: a JSON string (v1), or an object (v1 with `objects`, v2 an
+    // export label with `annotations`).
     let label = match v.get("label") {
         Some(Value::String(s)) => {
             Some(
@@ -174,23 +191,112 @@ pub fn parse(
                 })?,
             )
         }
-        Some(obj @ Value::Object(_)) if obj.get("objects").is_some() => Some(obj.clone()),
+        Some(obj @ Value::Object(_)) => Some(obj.clone()),
         _ => None,
     };
-    let objects = label.map(|l| parse_objects(&l)).transpose()?;
+    let shape = if v.get("data_row").is_some()
+        || label
+            .as_ref()
+            .is_some_and(|l| l.get("annotations").is_some())
+    {
+        Shape::V2
+    } else {
+        Shape::V1
+    };
+    let label_id = match topic {
+        Topic::ReviewCreated => first_str(&v, &[&["label", "id"], &["labelId"], &["label_id"]]),
+        _ => first_str(&v, &[&["id"], &["label", "id"], &["label_id"]]),
+    }
+    .ok_or(PayloadError::Missing("id"))?
+    .to_string();
+    let global_key = first_str(
+        &v,
+        &[&["dataRow", "globalKey"], &["data_row", "global_key"]],
+    )
+    .filter(|k| !k.is_empty());
+    let capture_id = global_key
+        .map(|k| {
+            CaptureId::parse(k).map_err(|e| PayloadError::Invalid {
+                field: "dataRow.globalKey",
+                why: e.to_string(),
+            })
+        })
+        .transpose()?;
+    let data_row_id = first_str(&v, &[&["dataRow", "id"], &["data_row", "id"]])
+        .filter(|id| !id.is_empty())
+        .map(str::to_string);
+    if capture_id.is_none() && data_row_id.is_none() {
+        return Err(PayloadError::Missing("dataRow.globalKey (or dataRow.id)"));
+    }
+    let time = first_str(
+        &v,
+        &[
+            &["updatedAt"],
+            &["updated_at"],
+            &["label", "label_details", "updated_at"],
+            &["createdAt"],
+            &["created_at"],
+            &["label", "label_details", "created_at"],
+        ],
+    );
+    let updated_at = time
+        .map(|t| {
+            DateTime::parse_from_rfc3339(t)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| PayloadError::Invalid {
+                    field: "updatedAt",
+                    why: e.to_string(),
+                })
+        })
+        .transpose()?;
+    let objects = match &label {
+        Some(l) if l.get("annotations").is_some() => Some(
+            crate::export::parse_label(&with_id(l, &label_id))
+                .map_err(|e| PayloadError::Invalid {
+                    field: "label.annotations",
+                    why: e.to_string(),
+                })?
+                .objects
+                .into_iter()
+                .map(LabelledObject::from)
+                .collect(),
+        ),
+        // A label string is content: without objects it is refused.
+        Some(l)
+            if l.get("objects").is_some() || matches!(v.get("label"), Some(Value::String(_))) =>
+        {
+            Some(parse_objects(l)?)
+        }
+        // `label: {id}` of a review names the label reviewed.
+        _ => None,
+    };
     Ok(Some((
         topic_name,
         LabelEvent {
             topic,
             topic_from,
+            shape,
             label_id,
             capture_id,
-            project_id: str_at(&v, &["project", "id"]).map(str::to_string),
+            data_row_id,
+            project_id: first_str(&v, &[&["project", "id"], &["project_id"]]).map(str::to_string),
             updated_at,
             objects,
             review_score: v.get("score").and_then(Value::as_f64),
         },
     )))
+}
+
+/// An export label with its `id` (a v2 payload may put the label's id only
+/// at the top).
+fn with_id(label: &Value, label_id: &str) -> Value {
+    let mut label = label.clone();
+    if label.get("id").and_then(Value::as_str).is_none()
+        && let Some(o) = label.as_object_mut()
+    {
+        o.insert("id".into(), Value::from(label_id));
+    }
+    label
 }
 
 fn parse_objects(label: &Value) -> Result<Vec<LabelledObject>, PayloadError> {
@@ -311,18 +417,75 @@ mod tests {
     }
 
     #[test]
-    fn only_a_deletion_may_come_without_a_time_and_it_is_not_given_one() {
+    fn no_time_is_no_time_never_the_time_it_arrived() {
         // GIVEN bodies without updatedAt or createdAt
         let untimed = json!({"id": "label-a", "dataRow": {"globalKey": CAPTURE}}).to_string();
-        // THEN a deletion has no time (never the time it arrived)...
-        let (_, e) = parse(untimed.as_bytes(), Some("LABEL_DELETED"))
-            .unwrap()
-            .unwrap();
-        assert_eq!(e.updated_at, None);
-        // ... and anything else is refused
+        // THEN neither a deletion nor an update is given one: the recorder
+        // reads the label's time from its source, or versions a deletion
+        // after the label it deletes
+        for topic in ["LABEL_DELETED", "LABEL_UPDATED"] {
+            let (_, e) = parse(untimed.as_bytes(), Some(topic)).unwrap().unwrap();
+            assert_eq!(e.updated_at, None, "{topic}");
+        }
+    }
+
+    #[test]
+    fn a_v1_payload_may_name_its_data_row_by_id_only() {
+        // GIVEN an SDK-created webhook's payload: dataRow.id, no globalKey
+        let b = json!({"id": "label-a", "dataRow": {"id": "dr-1"},
+            "label": "{\"objects\": [{\"title\": \"Dog\", \"bbox\": {\"top\": 1, \"left\": 2, \"height\": 3, \"width\": 4}}]}",
+            "createdAt": "2026-11-26T09:15:00Z"})
+        .to_string();
+        let (_, e) = parse(b.as_bytes(), Some("LABEL_CREATED")).unwrap().unwrap();
+        // THEN the row's id, no capture id, the label's boxes and its time
+        assert_eq!(e.shape, Shape::V1);
         assert_eq!(
-            parse(untimed.as_bytes(), Some("LABEL_UPDATED")).unwrap_err(),
-            PayloadError::Missing("updatedAt")
+            (e.capture_id, e.data_row_id.as_deref()),
+            (None, Some("dr-1"))
         );
+        assert_eq!(e.objects.as_ref().map(Vec::len), Some(1));
+        assert_eq!(
+            e.updated_at.unwrap().to_rfc3339(),
+            "2026-11-26T09:15:00+00:00"
+        );
+        // ... and neither key is refused, naming both
+        let neither = json!({"id": "label-a", "dataRow": {}}).to_string();
+        assert_eq!(
+            parse(neither.as_bytes(), Some("LABEL_CREATED")).unwrap_err(),
+            PayloadError::Missing("dataRow.globalKey (or dataRow.id)")
+        );
+    }
+
+    #[test]
+    fn a_v2_payload_is_read_in_the_export_shape() {
+        // GIVEN a UI-created webhook's payload: snake_case, an export label
+        let b = json!({
+            "data_row": {"id": "dr-1", "global_key": CAPTURE, "external_id": "x.jpg"},
+            "project": {"id": "p-1"},
+            "label": {"id": "label-a",
+                "label_details": {"created_at": "2026-11-26T09:00:00Z", "updated_at": "2026-11-26T09:15:00Z"},
+                "annotations": {"objects": [
+                    {"name": "Dog", "annotation_kind": "ImageBoundingBox",
+                     "bounding_box": {"top": 1.0, "left": 2.0, "height": 3.0, "width": 4.0}},
+                    {"name": "Dog", "annotation_kind": "ImagePolygon", "polygon": []}],
+                    "classifications": []}},
+        })
+        .to_string();
+        let (_, e) = parse(b.as_bytes(), Some("LABEL_UPDATED")).unwrap().unwrap();
+        // THEN the same event a v1 payload gives: the label id, the capture,
+        // the boxes only, the label's updated_at
+        assert_eq!(e.shape, Shape::V2);
+        assert_eq!(e.label_id, "label-a");
+        assert_eq!(e.capture_id, Some(CaptureId::parse(CAPTURE).unwrap()));
+        assert_eq!(e.data_row_id.as_deref(), Some("dr-1"));
+        assert_eq!(e.project_id.as_deref(), Some("p-1"));
+        assert_eq!(
+            e.updated_at.unwrap().to_rfc3339(),
+            "2026-11-26T09:15:00+00:00"
+        );
+        let objects = e.objects.unwrap();
+        assert_eq!(objects.len(), 1);
+        assert_eq!(objects[0].name, "Dog");
+        assert_eq!(objects[0].bbox.width, 4.0);
     }
 }
