@@ -30,6 +30,13 @@ impl S3Store {
         self
     }
 
+    /// The credentials a client from the environment signs with: a presigner
+    /// reads their expiry from it (an SDK client no longer hands out its
+    /// provider). `None`: no credentials configured.
+    pub async fn credentials_from_env() -> Option<aws_sdk_s3::config::SharedCredentialsProvider> {
+        aws_config::load_from_env().await.credentials_provider()
+    }
+
     /// A client from the environment, with the SDK's own retries off: the
     /// [`Retrying`](crate::retrying::Retrying) decorator is the one retry
     /// layer (see [`classify`] for what it retries). With an endpoint

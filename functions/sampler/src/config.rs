@@ -24,6 +24,33 @@ pub struct LabelboxConfig {
     /// `LABELBOX_ENDPOINT`: another GraphQL endpoint than Labelbox's (the
     /// fault soak's fake; a private deployment). Unset: api.labelbox.com.
     pub endpoint: Option<String>,
+    /// `LABELBOX_IMAGE_ACCESS`: how Labelbox reaches the images.
+    pub image_access: ImageAccess,
+}
+
+/// `LABELBOX_IMAGE_ACCESS` (`crate::presign` says what each means).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageAccess {
+    /// `delegated`: plain object URLs in `region` (`AWS_REGION`), read by
+    /// Labelbox through its IAM integration. The template's default.
+    Delegated { region: String },
+    /// `presigned`, or unset: presigned URLs (tryouts, local runs).
+    Presigned,
+}
+
+impl ImageAccess {
+    fn from_env() -> Result<Self> {
+        match var("LABELBOX_IMAGE_ACCESS").as_deref().map(str::trim) {
+            None | Some("presigned") => Ok(Self::Presigned),
+            Some("delegated") => Ok(Self::Delegated {
+                region: required("AWS_REGION")
+                    .context("LABELBOX_IMAGE_ACCESS=delegated names objects by region")?,
+            }),
+            Some(other) => {
+                bail!("LABELBOX_IMAGE_ACCESS={other:?}: expected delegated or presigned")
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for LabelboxConfig {
@@ -34,6 +61,7 @@ impl std::fmt::Debug for LabelboxConfig {
             .field("dataset_id", &self.dataset_id)
             .field("url_days", &self.url_days)
             .field("endpoint", &self.endpoint)
+            .field("image_access", &self.image_access)
             .finish_non_exhaustive()
     }
 }
@@ -75,6 +103,7 @@ impl Config {
                     .context("LABELBOX_URL_DAYS")?
                     .unwrap_or(7),
                 endpoint: var("LABELBOX_ENDPOINT"),
+                image_access: ImageAccess::from_env()?,
             }),
             Some(other) => bail!("LABELING_BACKEND={other:?}: expected local or labelbox"),
         };

@@ -11,8 +11,8 @@ use modelobs_labelbox::Polling;
 use modelobs_pipeline::labeling::{AnyBackend, Labelbox, LocalQueue};
 use modelobs_pipeline::sample::Deps;
 
-use crate::config::{Backend, Config};
-use crate::presign::S3Presigner;
+use crate::config::{Backend, Config, ImageAccess};
+use crate::presign::{DelegatedUrls, ImageUrls, S3Presigner};
 
 /// The sampler's time (template.yaml: Timeout 60 s; the sweep 300 s). One
 /// submission is about six Labelbox calls and two task polls; each call gets
@@ -36,7 +36,7 @@ pub const LABELBOX_POLLING: Polling = Polling {
 pub const INVOCATION_MARGIN: Duration = Duration::from_secs(3);
 
 pub type Store = Retrying<S3Store>;
-pub type SamplerDeps = Deps<AnyBackend<Store, S3Presigner>, Store>;
+pub type SamplerDeps = Deps<AnyBackend<Store, ImageUrls>, Store>;
 
 pub async fn deps(config: Config, s3: Client) -> Result<SamplerDeps, lambda_runtime::Error> {
     let store = Retrying::new(
@@ -56,9 +56,16 @@ pub async fn deps(config: Config, s3: Client) -> Result<SamplerDeps, lambda_runt
             let tools = client.project_tool_names(&lb.project_id).await?;
             AnyBackend::Labelbox(Box::new(Labelbox {
                 client,
-                presigner: S3Presigner {
-                    client: s3,
-                    bucket: config.bucket.clone(),
+                presigner: match lb.image_access {
+                    ImageAccess::Delegated { region } => ImageUrls::Delegated(DelegatedUrls {
+                        bucket: config.bucket.clone(),
+                        region,
+                    }),
+                    ImageAccess::Presigned => ImageUrls::Presigned(S3Presigner {
+                        client: s3,
+                        bucket: config.bucket.clone(),
+                        credentials: S3Store::credentials_from_env().await,
+                    }),
                 },
                 project_id: lb.project_id,
                 dataset_id: lb.dataset_id,

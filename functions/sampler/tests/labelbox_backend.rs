@@ -192,6 +192,40 @@ async fn a_global_key_taken_before_is_reused() {
 }
 
 #[tokio::test]
+async fn a_capture_batched_before_under_another_name_counts_as_submitted() {
+    // GIVEN the capture's data row already in the project, in a batch someone
+    // made by hand
+    let (fake, project, dataset) = labelbox().await;
+    let capture = capture();
+    let global_key = capture.id.to_string();
+    let existing = fake.insert_data_row(&global_key, &dataset);
+    LabelboxClient::new(KEY)
+        .unwrap()
+        .with_endpoint(fake.endpoint())
+        .create_batch(
+            &project,
+            &modelobs_labelbox::BatchSpec {
+                name: "by-hand".into(),
+                global_keys: vec![global_key.clone()],
+                priority: 5,
+            },
+        )
+        .await
+        .unwrap();
+
+    // WHEN the capture is submitted (Labelbox: "No valid data rows to add to project")
+    let submitted = backend(&fake, &project, &dataset)
+        .submit(&capture, CAPTURE_KEY)
+        .await
+        .unwrap();
+
+    // THEN it is the item: no second batch, and its pre-labels go on
+    assert_eq!(submitted.external_ref, existing);
+    assert_eq!(fake.batches().len(), 1);
+    assert_eq!(fake.imports().len(), 1);
+}
+
+#[tokio::test]
 async fn throttling_and_server_errors_are_retried_within_a_submission() {
     let (fake, project, dataset) = labelbox().await;
     fake.script(
@@ -307,21 +341,18 @@ fn prelabel_ids_are_stable_per_box() {
 }
 
 fn s3_presigner() -> modelobs_sampler::presign::S3Presigner {
-    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, SharedCredentialsProvider};
+    // Long-lived keys (no session token, no expiry): URLs live as long as asked.
+    let credentials = Credentials::new("AKIDEXAMPLE", "secret", None, None, "test");
     let config = aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("eu-west-1"))
-        .credentials_provider(Credentials::new(
-            "AKIDEXAMPLE",
-            "secret",
-            None,
-            None,
-            "test",
-        ))
+        .credentials_provider(credentials.clone())
         .build();
     modelobs_sampler::presign::S3Presigner {
         client: aws_sdk_s3::Client::from_conf(config),
         bucket: "modelobs-data".into(),
+        credentials: Some(SharedCredentialsProvider::new(credentials)),
     }
 }
 
@@ -353,4 +384,41 @@ async fn s3_refuses_urls_longer_than_a_week() {
         .unwrap_err();
 
     assert_eq!(err.key, "captures/images/a.jpg");
+}
+
+#[tokio::test]
+async fn with_delegated_access_the_row_is_the_images_plain_url() {
+    // GIVEN the sampler set up with LABELBOX_IMAGE_ACCESS=delegated
+    let (fake, project, dataset) = labelbox().await;
+    let b = backend(&fake, &project, &dataset);
+    let backend = Labelbox {
+        presigner: modelobs_sampler::presign::ImageUrls::Delegated(
+            modelobs_sampler::presign::DelegatedUrls {
+                bucket: "modelobs-data".into(),
+                region: "eu-west-1".into(),
+            },
+        ),
+        client: b.client,
+        project_id: b.project_id,
+        dataset_id: b.dataset_id,
+        tools: b.tools,
+        url_expiry: b.url_expiry,
+        batch_priority: b.batch_priority,
+    };
+
+    // WHEN a capture is submitted
+    backend.submit(&capture(), CAPTURE_KEY).await.unwrap();
+
+    // THEN Labelbox gets the object's plain https URL: no signature to expire
+    let c = capture();
+    let rows = fake.data_rows();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        rows[0].row_data,
+        format!(
+            "https://modelobs-data.s3.eu-west-1.amazonaws.com/{}",
+            c.image.key.replace('=', "%3D")
+        )
+    );
+    assert!(!rows[0].row_data.contains("X-Amz-"), "{}", rows[0].row_data);
 }
