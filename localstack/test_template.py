@@ -20,6 +20,14 @@ alarm of this template (the new version's errors, the serving model's AP50), and
 change of any parameter their environment reads publishes a new version (SAM's version
 id does not see parameter values: the VersionDescription carries them).
 
+Labelbox image access (no network): with LabelboxImageAccess=presigned there is no
+delegated-access role and the samplers may read images (to presign them); with
+delegated (and Labelbox's ids) the role exists, trusts Labelbox's account only with the
+external id and reads only captures/images/, and the samplers read no images; SAM's
+transform and cfn-lint (as `sam validate --lint` runs it) with each mode's parameters;
+the bucket's CORS rule for Labelbox's editor; the rule that refuses delegated Labelbox
+rows without the ids.
+
 LocalStack (when AWS_ENDPOINT_URL is set; MODELOBS_REQUIRE_LOCALSTACK=1 turns a skip into
 a failure): the queues, their attributes and redrive policies, and the bucket
 notifications are the template's, and objects written under the trigger prefixes arrive
@@ -56,8 +64,9 @@ FUNCTIONS = dict(cfn.functions(T))
 PENDING_BINARIES = {}
 PENDING_ENV = {}
 # Conditions that switch a feature on; the checks look at the template with them on
-# (Fn::If takes its first branch; AWS::NoValue drops out).
-FEATURES = {"UseObserve"}
+# (Fn::If takes its first branch; AWS::NoValue drops out). PresignedImageAccess: the
+# sampler reads images only to presign them, a path its code keeps for that mode.
+FEATURES = {"UseObserve", "PresignedImageAccess"}
 # Variables read by a library rather than our code, with the evidence that it still does.
 EXTERNAL_ENV = {
     "ORT_DYLIB_PATH": ("Cargo.toml", r'ort = \{[^\n]*"load-dynamic"', "the ort crate (load-dynamic) loads the library it names"),
@@ -757,6 +766,243 @@ class Wiring(unittest.TestCase):
         bad["Resources"]["Extra"] = {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "x"}}
         with self.assertRaises(cfn.TemplateError):
             cfn.plan(bad)
+
+
+# --- Labelbox image access ---------------------------------------------------------------
+
+# The parameters each LabelboxImageAccess mode deploys with (the ids as Labelbox's AWS
+# integration shows them: a 12-digit account, an external id).
+IMAGE_ACCESS_MODES = {
+    "presigned": {"LabelboxImageAccess": "presigned"},
+    "delegated": {
+        "LabelboxImageAccess": "delegated",
+        "LabelboxAwsAccountId": "123456789012",
+        "LabelboxExternalId": "cl0example-external-id",
+    },
+}
+LABELBOX_ORIGINS = {"https://app.labelbox.com", "https://editor.labelbox.com"}
+SAMPLERS = ("SamplerFunction", "SamplerSweepFunction")
+
+
+def parameter_values(overrides=None):
+    """Every parameter as CloudFormation would see it: its default unless overridden."""
+    values = {k: str(p.get("Default", "")) for k, p in T["Parameters"].items()}
+    values.update({k: str(v) for k, v in (overrides or {}).items()})
+    return values
+
+
+def holds(expr, values):
+    """A condition or rule expression (Fn::Equals/Not/And/Or, Condition) for these values."""
+    if isinstance(expr, dict) and len(expr) == 1:
+        (k, arg), = expr.items()
+        if k == "Ref":
+            return values[arg]
+        if k == "Condition":
+            return holds(T["Conditions"][arg], values)
+        if k == "Fn::Equals":
+            return str(holds(arg[0], values)) == str(holds(arg[1], values))
+        if k == "Fn::Not":
+            return not holds(arg[0], values)
+        if k == "Fn::And":
+            return all(holds(a, values) for a in arg)
+        if k == "Fn::Or":
+            return any(holds(a, values) for a in arg)
+        raise AssertionError(f"holds() does not know {k}")
+    return expr
+
+
+def conditions_for(overrides=None):
+    values = parameter_values(overrides)
+    return {name: bool(holds(expr, values)) for name, expr in T["Conditions"].items()}
+
+
+def rendered(value, conditions):
+    """`value` with every Fn::If decided by `conditions` and AWS::NoValue dropped."""
+    if isinstance(value, dict):
+        if set(value) == {"Fn::If"}:
+            name, yes, no = value["Fn::If"]
+            return rendered(yes if conditions[name] else no, conditions)
+        out = {k: rendered(v, conditions) for k, v in value.items()}
+        return {k: v for k, v in out.items() if v != {"Ref": "AWS::NoValue"}}
+    if isinstance(value, list):
+        return [v for v in (rendered(x, conditions) for x in value) if v != {"Ref": "AWS::NoValue"}]
+    return value
+
+
+def deployed(section, overrides=None, template=None):
+    """The resources or outputs of `template` (default: template.yaml after the SAM
+    transform) that exist with these parameters, their Fn::Ifs decided."""
+    conditions = conditions_for(overrides)
+    items = (template or T)[section]
+    return {
+        k: rendered(v, conditions)
+        for k, v in items.items()
+        if "Condition" not in v or conditions[v["Condition"]]
+    }
+
+
+def role_statements(role):
+    return [
+        st
+        for pol in role["Properties"].get("Policies", [])
+        for st in as_list(pol["PolicyDocument"]["Statement"])
+    ]
+
+
+def image_grants(statements_):
+    """Resources of the statements that grant s3:GetObject under captures/images/."""
+    return [
+        r
+        for st in statements_
+        if "s3:GetObject" in as_list(st["Action"])
+        for r in as_list(st["Resource"])
+        if CONSTS["CAPTURE_IMAGES"] in json.dumps(r)
+    ]
+
+
+class LabelboxImageAccess(unittest.TestCase):
+    def test_parameters(self):
+        p = T["Parameters"]
+        mode = p["LabelboxImageAccess"]
+        self.assertEqual(set(mode["AllowedValues"]), set(IMAGE_ACCESS_MODES))
+        self.assertEqual(mode["Default"], "delegated")
+        self.assertRegex(mode["Description"], r"presigned[^.]*credentials")  # why presigned is for tryouts
+        account = p["LabelboxAwsAccountId"]
+        # Empty by default: no role until Labelbox's ids are known (DelegatedImageAccess).
+        self.assertEqual(account["Default"], "")
+        for ok in ("", "123456789012"):
+            self.assertIsNotNone(re.fullmatch(account["AllowedPattern"], ok), ok)
+        for bad in ("12345678901", "1234567890123", "arn:aws:iam::123456789012:root", "12345678901a"):
+            self.assertIsNone(re.fullmatch(account["AllowedPattern"], bad), bad)
+        external = p["LabelboxExternalId"]
+        self.assertEqual(external["Default"], "")
+        self.assertNotIn("NoEcho", external)  # not a secret: Labelbox shows it to every admin
+        for ok in ("", "cl0example-external-id", "a1b2c3d4-e5f6-7890-abcd-ef1234567890", "x_=,.@:/+-y"):
+            self.assertIsNotNone(re.fullmatch(external["AllowedPattern"], ok), ok)
+        for bad in ("x", "has space", "semi;colon"):
+            self.assertIsNone(re.fullmatch(external["AllowedPattern"], bad), bad)
+        # The ids go into the role's trust only: no function gets them (nothing can log them).
+        for lid, res in FUNCTIONS.items():
+            with self.subTest(lid):
+                self.assertEqual(references(env_of(res)) & {"LabelboxAwsAccountId", "LabelboxExternalId"}, set())
+
+    def test_both_samplers_get_the_mode(self):
+        for lid in SAMPLERS:
+            with self.subTest(lid):
+                self.assertEqual(env_of(FUNCTIONS[lid])["LABELBOX_IMAGE_ACCESS"], {"Ref": "LabelboxImageAccess"})
+        # Every function that sends Labelbox URLs (it reads their lifetime) knows how to make them.
+        sending = {lid for lid, res in FUNCTIONS.items() if "LABELBOX_URL_DAYS" in env_of(res)}
+        self.assertEqual(sending, set(SAMPLERS))
+
+    def test_the_conditions_resolve_both_ways(self):
+        presigned = conditions_for(IMAGE_ACCESS_MODES["presigned"])
+        delegated = conditions_for(IMAGE_ACCESS_MODES["delegated"])
+        self.assertEqual((presigned["PresignedImageAccess"], presigned["DelegatedImageAccess"]), (True, False))
+        self.assertEqual((delegated["PresignedImageAccess"], delegated["DelegatedImageAccess"]), (False, True))
+        # The ids alone do not make a role in presigned mode; delegated mode without them makes none.
+        self.assertFalse(conditions_for({**IMAGE_ACCESS_MODES["delegated"], "LabelboxImageAccess": "presigned"})["DelegatedImageAccess"])
+        self.assertFalse(conditions_for({"LabelboxImageAccess": "delegated"})["DelegatedImageAccess"])
+        self.assertFalse(conditions_for()["DelegatedImageAccess"])  # the defaults: no ids yet
+        # Both conditions are used, and only for this.
+        self.assertEqual(RES["LabelboxDelegatedAccessRole"]["Condition"], "DelegatedImageAccess")
+        self.assertEqual(T["Outputs"]["LabelboxDelegatedAccessRoleArn"]["Condition"], "DelegatedImageAccess")
+        self.assertEqual(
+            T["Outputs"]["LabelboxDelegatedAccessRoleArn"]["Value"], {"Fn::GetAtt": ["LabelboxDelegatedAccessRole", "Arn"]}
+        )
+
+    def test_each_mode_renders_its_resources(self):
+        for mode, overrides in IMAGE_ACCESS_MODES.items():
+            # SAM's transform with these parameters, then what CloudFormation would keep.
+            out = transformed(parameters=overrides)
+            resources = deployed("Resources", overrides, out)
+            outputs = deployed("Outputs", overrides, out)
+            with self.subTest(mode):
+                role = "LabelboxDelegatedAccessRole"
+                self.assertEqual(role in resources, mode == "delegated")
+                self.assertEqual("LabelboxDelegatedAccessRoleArn" in outputs, mode == "delegated")
+                # The sampler roles read images only to presign them.
+                for lid in SAMPLERS:
+                    grants = image_grants(role_statements(resources[f"{lid}Role"]))
+                    self.assertEqual(bool(grants), mode == "presigned", lid)
+                # CORS in both modes: the editor fetches either kind of URL from another origin.
+                rules = resources["DataBucket"]["Properties"]["CorsConfiguration"]["CorsRules"]
+                self.assertTrue(any(LABELBOX_ORIGINS <= set(r["AllowedOrigins"]) for r in rules))
+
+    def test_the_template_lints_in_both_modes(self):
+        # `sam validate --lint` runs cfn-lint with the parameters' defaults (it takes no
+        # overrides), and cfn-lint resolves Fn::Sub with them: lint the template once with
+        # each mode's parameters as its defaults, as that command would.
+        from cfnlint.api import ManualArgs, lint  # noqa: PLC0415 (cfn-lint comes with aws-sam-cli)
+
+        for mode, overrides in IMAGE_ACCESS_MODES.items():
+            t = copy.deepcopy(T)
+            for k, v in {**overrides, "LabelingBackend": "labelbox"}.items():
+                t["Parameters"][k]["Default"] = v
+            with self.subTest(mode):
+                matches = lint(json.dumps(t), config=ManualArgs(regions=["us-east-1"]))
+                self.assertEqual([str(m) for m in matches], [])
+
+    def test_the_role_trusts_labelbox_with_the_external_id(self):
+        doc = RES["LabelboxDelegatedAccessRole"]["Properties"]["AssumeRolePolicyDocument"]
+        (st,) = doc["Statement"]
+        self.assertEqual(st["Effect"], "Allow")
+        self.assertEqual(st["Action"], "sts:AssumeRole")
+        self.assertEqual(st["Principal"], {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${LabelboxAwsAccountId}:root"}})
+        self.assertEqual(st["Condition"], {"StringEquals": {"sts:ExternalId": {"Ref": "LabelboxExternalId"}}})
+
+    def test_the_role_reads_only_the_images(self):
+        statements_ = role_statements(RES["LabelboxDelegatedAccessRole"])
+        bucket = {"Fn::GetAtt": ["DataBucket", "Arn"]}
+        actions = set()
+        for st in statements_:
+            self.assertEqual(st["Effect"], "Allow")
+            self.assertNotIn("NotAction", st)
+            self.assertNotIn("NotResource", st)
+            for a in as_list(st["Action"]):
+                actions.add(a)
+                self.assertNotIn("*", a, "no wildcard actions")
+            objects = [r for r in as_list(st["Resource"]) if r != bucket]
+            if "s3:GetObject" in as_list(st["Action"]):
+                self.assertEqual(as_list(st["Action"]), ["s3:GetObject"])
+                # Only the images: the prefix of every key keys::capture_image makes, which is
+                # the key the sampler sends (capture.image.key, EXTRA_PREFIXES' evidence).
+                self.assertEqual(objects, [{"Fn::Sub": "${DataBucket.Arn}/" + CONSTS["CAPTURE_IMAGES"] + "*"}])
+                self.assertEqual(KEY_FNS["capture_image"], CONSTS["CAPTURE_IMAGES"])
+            else:
+                self.assertEqual(set(as_list(st["Action"])), {"s3:ListBucket", "s3:GetBucketLocation"})
+                self.assertEqual(as_list(st["Resource"]), [bucket], "bucket actions on the bucket only")
+        self.assertEqual(actions, {"s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation"})
+        self.assertNotIn("ManagedPolicyArns", RES["LabelboxDelegatedAccessRole"]["Properties"])
+
+    def test_the_bucket_lets_the_labelbox_editor_fetch_images(self):
+        props = RES["DataBucket"]["Properties"]
+        (rule,) = props["CorsConfiguration"]["CorsRules"]  # unconditional: both modes
+        self.assertEqual(set(rule["AllowedOrigins"]), LABELBOX_ORIGINS)
+        self.assertIn("GET", rule["AllowedMethods"])
+        self.assertLessEqual(set(rule["AllowedMethods"]), {"GET", "HEAD"}, "read-only")
+        self.assertEqual(rule["AllowedHeaders"], ["*"])
+        # Still private: CORS lets those pages read what a signature already allows.
+        self.assertTrue(all(props["PublicAccessBlockConfiguration"].values()))
+
+    def test_delegated_labelbox_needs_labelboxs_ids(self):
+        (name, rule), = T["Rules"].items()
+
+        def passes(overrides):
+            values = parameter_values(overrides)
+            if not holds(rule["RuleCondition"], values):
+                return True
+            return all(holds(a["Assert"], values) for a in rule["Assertions"])
+
+        ids = {k: IMAGE_ACCESS_MODES["delegated"][k] for k in ("LabelboxAwsAccountId", "LabelboxExternalId")}
+        labelbox = {"LabelingBackend": "labelbox"}
+        self.assertTrue(passes({}), "the defaults (local queue, no ids) deploy")
+        self.assertTrue(passes({**labelbox, "LabelboxImageAccess": "presigned"}))
+        self.assertTrue(passes({**labelbox, **IMAGE_ACCESS_MODES["delegated"]}))
+        self.assertFalse(passes(labelbox), "delegated Labelbox rows without a role to read them")
+        for k in ids:
+            with self.subTest(only=k):
+                self.assertFalse(passes({k: ids[k]}), "one id without the other makes no role")
+                self.assertFalse(passes({**labelbox, k: ids[k]}))
 
 
 # --- rollout -------------------------------------------------------------------------------
