@@ -76,6 +76,21 @@ pub fn run(args: &LabelboxArgs) -> Result<(), CliError> {
     }
 }
 
+/// A Labelbox client for `endpoint` and a runtime to drive it.
+pub(crate) fn client_and_runtime(
+    api_key: String,
+    endpoint: &str,
+) -> Result<(LabelboxClient, tokio::runtime::Runtime), CliError> {
+    let client = LabelboxClient::new(api_key)
+        .context("building the HTTP client")?
+        .with_endpoint(endpoint);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    Ok((client, runtime))
+}
+
 pub(crate) fn env(name: &str) -> Result<String, CliError> {
     match std::env::var(name) {
         Ok(value) if !value.trim().is_empty() => Ok(value),
@@ -134,13 +149,7 @@ fn run_setup(args: &SetupArgs) -> Result<(), CliError> {
         image_access,
     };
 
-    let client = LabelboxClient::new(api_key)
-        .context("building the HTTP client")?
-        .with_endpoint(&args.endpoint);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let (client, runtime) = client_and_runtime(api_key, &args.endpoint)?;
     let report = match runtime.block_on(client.setup(&spec)) {
         Ok(report) => report,
         Err(e @ LabelboxError::Configuration(_)) => {

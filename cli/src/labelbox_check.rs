@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use clap::Args;
-use modelobs_labelbox::{CheckReport, CheckSpec, DEFAULT_ENDPOINT, LabelboxClient, WebhookCheck};
+use modelobs_labelbox::{CheckReport, CheckSpec, DEFAULT_ENDPOINT, WebhookCheck};
 
 use crate::CliError;
 
@@ -52,13 +52,7 @@ pub fn run_check(args: &CheckArgs) -> Result<(), CliError> {
             secret: crate::labelbox::env(&args.webhook_secret_env)?,
         }),
     };
-    let client = LabelboxClient::new(api_key)
-        .context("building the HTTP client")?
-        .with_endpoint(&args.endpoint);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let (client, runtime) = crate::labelbox::client_and_runtime(api_key, &args.endpoint)?;
     runtime.block_on(async {
         let tool_name = match &args.tool {
             Some(tool) => tool.clone(),
