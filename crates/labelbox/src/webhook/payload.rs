@@ -203,9 +203,14 @@ pub fn parse(
     } else {
         Shape::V1
     };
-    let label_id = match topic {
-        Topic::ReviewCreated => first_str(&v, &[&["label", "id"], &["labelId"], &["label_id"]]),
-        _ => first_str(&v, &[&["id"], &["label", "id"], &["label_id"]]),
+    // The label's own fields first: in a v2 body a top-level `id` or time
+    // may be the delivery's, not the label's.
+    let label_id = match (topic, shape) {
+        (Topic::ReviewCreated, _) => {
+            first_str(&v, &[&["label", "id"], &["labelId"], &["label_id"]])
+        }
+        (_, Shape::V1) => first_str(&v, &[&["id"], &["label", "id"], &["label_id"]]),
+        (_, Shape::V2) => first_str(&v, &[&["label", "id"], &["label_id"], &["id"]]),
     }
     .ok_or(PayloadError::Missing("id"))?
     .to_string();
@@ -228,17 +233,18 @@ pub fn parse(
     if capture_id.is_none() && data_row_id.is_none() {
         return Err(PayloadError::Missing("dataRow.globalKey (or dataRow.id)"));
     }
-    let time = first_str(
-        &v,
-        &[
-            &["updatedAt"],
-            &["updated_at"],
-            &["label", "label_details", "updated_at"],
-            &["createdAt"],
-            &["created_at"],
-            &["label", "label_details", "created_at"],
-        ],
-    );
+    let time = match shape {
+        Shape::V1 => first_str(&v, &[&["updatedAt"], &["createdAt"]]),
+        Shape::V2 => first_str(
+            &v,
+            &[
+                &["label", "label_details", "updated_at"],
+                &["label", "label_details", "created_at"],
+                &["updated_at"],
+                &["created_at"],
+            ],
+        ),
+    };
     let updated_at = time
         .map(|t| {
             DateTime::parse_from_rfc3339(t)
@@ -472,6 +478,14 @@ mod tests {
         })
         .to_string();
         let (_, e) = parse(b.as_bytes(), Some("LABEL_UPDATED")).unwrap().unwrap();
+        // ... and with a delivery's own id and time at the top, the label's still win
+        let mut delivery: Value = serde_json::from_str(&b).unwrap();
+        delivery["id"] = json!("delivery-1");
+        delivery["updated_at"] = json!("2026-11-27T00:00:00Z");
+        let (_, d) = parse(delivery.to_string().as_bytes(), Some("LABEL_UPDATED"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(d, e);
         // THEN the same event a v1 payload gives: the label id, the capture,
         // the boxes only, the label's updated_at
         assert_eq!(e.shape, Shape::V2);
