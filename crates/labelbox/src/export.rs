@@ -62,7 +62,6 @@ pub enum RowKey<'a> {
 /// A data row found by [`LabelboxClient::export_row_label`] and one label of it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RowLabel {
-    pub data_row_id: Option<String>,
     /// `data_row.global_key`, when the row has one.
     pub global_key: Option<String>,
     /// `None` when the row has no such label (deleted, or never there).
@@ -393,19 +392,20 @@ impl LabelboxClient {
         label_id: &str,
     ) -> Result<Option<ExportedLabel>, LabelboxError> {
         Ok(self
-            .export_row_label(project_id, RowKey::GlobalKey(global_key), label_id)
+            .export_row_label(project_id, RowKey::GlobalKey(global_key), Some(label_id))
             .await?
             .and_then(|row| row.label))
     }
 
-    /// The data row `key` names in `project_id` (its global key) and its
-    /// label `label_id`; `None` when the project has no such row. A webhook
-    /// payload that names its row only by id is completed from this.
+    /// The data row `key` names in `project_id` (its global key) and, when
+    /// asked for, its label `label_id`; `None` when the project has no such
+    /// row. A webhook payload that names its row only by id is completed
+    /// from this.
     pub async fn export_row_label(
         &self,
         project_id: &str,
         key: RowKey<'_>,
-        label_id: &str,
+        label_id: Option<&str>,
     ) -> Result<Option<RowLabel>, LabelboxError> {
         let (RowKey::GlobalKey(wanted) | RowKey::DataRowId(wanted)) = key;
         let one = [wanted.to_string()];
@@ -413,9 +413,11 @@ impl LabelboxClient {
             RowKey::GlobalKey(_) => (RowKeys::GlobalKeys(&one), "/data_row/global_key"),
             RowKey::DataRowId(_) => (RowKeys::DataRowIds(&one), "/data_row/id"),
         };
-        let rows = self
-            .export_rows_where(project_id, keys, &format!("modelobs-label-{label_id}"))
-            .await?;
+        let task_name = match label_id {
+            Some(label_id) => format!("modelobs-label-{label_id}"),
+            None => format!("modelobs-row-{wanted}"),
+        };
+        let rows = self.export_rows_where(project_id, keys, &task_name).await?;
         let Some(row) = rows.iter().find(|row| {
             row.pointer(pointer)
                 .and_then(Value::as_str)
@@ -428,14 +430,10 @@ impl LabelboxClient {
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
-            .find(|l| l.get("id").and_then(Value::as_str) == Some(label_id))
+            .find(|l| label_id.is_some() && l.get("id").and_then(Value::as_str) == label_id)
             .map(parse_label)
             .transpose()?;
         Ok(Some(RowLabel {
-            data_row_id: row
-                .pointer("/data_row/id")
-                .and_then(Value::as_str)
-                .map(str::to_string),
             global_key: row
                 .pointer("/data_row/global_key")
                 .and_then(Value::as_str)

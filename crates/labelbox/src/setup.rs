@@ -51,7 +51,6 @@ impl OntologyInfo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProjectState {
     pub id: String,
-    pub ontology_id: Option<String>,
     /// The connected ontology, empty or not.
     pub ontology: Option<OntologyInfo>,
     pub labeling_frontend_id: Option<String>,
@@ -314,7 +313,6 @@ impl LabelboxClient {
         };
         Ok(ProjectState {
             id: project_id.to_string(),
-            ontology_id: id_of("ontology"),
             ontology: project.get("ontology").and_then(ontology_info),
             labeling_frontend_id: id_of("labelingFrontend"),
             setup_complete: project
@@ -773,7 +771,8 @@ impl LabelboxClient {
                         o
                     }
                 };
-                let connect = state.ontology_id.as_deref() != Some(ontology.id.as_str());
+                let connect =
+                    state.ontology.as_ref().map(|o| o.id.as_str()) != Some(ontology.id.as_str());
                 if connect {
                     if state.labeling_frontend_id.is_none() {
                         self.connect_default_editor(&project.id).await?;

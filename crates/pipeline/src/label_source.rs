@@ -134,7 +134,7 @@ impl LabelFetcher for LabelboxFetcher {
         let project_id = self.project(label.project_id.as_deref())?;
         let Some(row) = self
             .client
-            .export_row_label(project_id, label.row.as_key(), &label.label_id)
+            .export_row_label(project_id, label.row.as_key(), Some(&label.label_id))
             .await
             .map_err(fetch_error)?
         else {
@@ -162,10 +162,9 @@ impl LabelFetcher for LabelboxFetcher {
         data_row_id: &str,
     ) -> Result<Option<String>, FetchError> {
         let project_id = self.project(project_id)?;
-        // Any label id: only the row is read.
         let row = self
             .client
-            .export_row_label(project_id, RowKey::DataRowId(data_row_id), "")
+            .export_row_label(project_id, RowKey::DataRowId(data_row_id), None)
             .await
             .map_err(fetch_error)?;
         Ok(row.and_then(|r| r.global_key))
