@@ -25,14 +25,38 @@ export ORT_DYLIB_PATH ?= $(ORT_LIB)
 export MODELOBS_TEST_PHOTOS ?= /usr/share/darknet/data
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build bins release dev test composites datasets train test-train fmt-check clippy unit crosscheck bench-eval bench-rollup demo clean ort photos layer bench-inference test-localstack lint-template test-local-resources test-browser chromium fuzz fuzz-replay fuzz-seeds
+.PHONY: all build build-arm64 build-x86_64 sam-local sam-local-release bins release dev test composites datasets train test-train fmt-check clippy unit crosscheck bench-eval bench-rollup demo clean ort photos layer bench-inference test-localstack lint-template test-local-resources test-browser chromium fuzz fuzz-replay fuzz-seeds
 
 all: build
 
-## build: `sam build` of every function in template.yaml (release, arm64, cross-compiled by
-## cargo-lambda + zig from scripts/cargo-lambda.sh) into .aws-sam/; then `sam deploy --guided`.
-build: layer
+## build: `sam build` of every function (release, cross-compiled by cargo-lambda + zig from
+## scripts/cargo-lambda.sh) for both architectures: arm64, what template.yaml deploys, into
+## .aws-sam/build (where `sam deploy --guided` looks), and x86_64 into .aws-sam/x86_64
+## (`sam deploy --template-file .aws-sam/x86_64/template.yaml` to deploy that one). Not in
+## `make test`: 11 and 10 min here (2 cores); `make sam-local` runs the functions without it.
+build: build-arm64 build-x86_64
+
+# Each prints its functions' and layers' sizes, zipped and not, and fails over Lambda's limits.
+build-arm64: layer
 	bash scripts/cargo-lambda.sh bash scripts/sam.sh build --template template.yaml
+	"$$(bash scripts/sam.sh --python)" scripts/build-sizes.py .aws-sam/build
+
+build-x86_64: layer
+	python3 infra/sam-local/local_template.py --arch x86_64 .cache/sam-local/template-x86_64.yaml
+	bash scripts/cargo-lambda.sh bash scripts/sam.sh build \
+	  --template .cache/sam-local/template-x86_64.yaml --build-dir .aws-sam/x86_64
+	"$$(bash scripts/sam.sh --python)" scripts/build-sizes.py .aws-sam/x86_64
+
+## sam-local: every function in the real Lambda runtime (infra/sam-local/run.sh): podman,
+## a stand-in provided.al2023 image, the layers at /opt, `sam local invoke` of each function
+## with an events/ fixture, `sam local start-api` and `start-lambda`, each checked against
+## LocalStack; durations in .cache/sam-local/durations.json. SAM_LOCAL_BUILD=sam: `sam build` first.
+sam-local: bins ort photos
+	bash infra/sam-local/run.sh
+
+## sam-local-release: the same checks on what `make build-x86_64` built (release bootstraps).
+sam-local-release: build-x86_64 ort photos
+	SAM_LOCAL_FROM=build bash infra/sam-local/run.sh
 
 ## bins: every binary of the workspace (the CLI and the functions), dev profile, with
 ## cargo's progress on the terminal. `modelobs dev` runs the same command (a no-op then).
@@ -45,8 +69,9 @@ release:
 
 ## test: formatting, lints, every test (LocalStack and the end-to-end test included, the fault
 ## soak's short run), the COCO cross-check against pycocotools, the template, the review page in
-## a browser, the fine-tuning script on a few steps, and the fuzz corpus replayed.
-test: fmt-check clippy unit crosscheck lint-template test-local-resources test-browser test-train fuzz-replay
+## a browser, the fine-tuning script on a few steps, every function under `sam local`, and the
+## fuzz corpus replayed.
+test: fmt-check clippy unit crosscheck lint-template test-local-resources test-browser test-train sam-local fuzz-replay
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
