@@ -279,11 +279,15 @@ class SamLocal(unittest.TestCase):
             model = json.load(f)
         self.assertEqual(body["model"]["version"], model["version"])
 
-    def test_03_inference_upload(self):
+    def put_incoming(self):
+        """The PNG of predict-png.json at the incoming/ key s3-incoming-image.json names."""
         event = load("inference", "s3-incoming-image.json")
         key = urllib.parse.unquote_plus(event["Records"][0]["s3"]["object"]["key"])
-        png = base64.b64decode(load("inference", "predict-png.json")["body"])
-        self.put(key, png)
+        self.put(key, base64.b64decode(load("inference", "predict-png.json")["body"]))
+        return key
+
+    def test_03_inference_upload(self):
+        key = self.put_incoming()
         before = set(self.keys("captures/predictions/"))
         self.invoke("InferenceUploadFunction", fixture("inference", "s3-incoming-image.json"), "S3 incoming/")
         self.assertNotIn(key, self.keys("incoming/"), "the incoming object was not moved")
@@ -390,9 +394,11 @@ class SamLocal(unittest.TestCase):
         """`sam local start-lambda` with warm containers: each function invoked twice through
         the Lambda Invoke API, so the table has a cold and a warm duration for every one. The
         second call repeats the first event: every handler is idempotent, so it must succeed
-        again (the webhook's repeated delivery, the sampler's decided capture...)."""
+        again (the webhook's repeated delivery, the sampler's decided capture...); only the
+        upload gets a new object first, since the first call moved it."""
         calls = [
             ("InferenceFunction", ("inference", "health.json")),
+            ("InferenceUploadFunction", ("inference", "s3-incoming-image.json")),
             ("SamplerFunction", ("sampler", "capture-created.json")),
             ("WebhookFunction", ("webhook", "label-created.json")),
             ("MetricsFunction", ("metrics", "label-arrived.json")),
@@ -408,12 +414,16 @@ class SamLocal(unittest.TestCase):
                 with open(fixture(*event), "rb") as f:
                     payload = f.read()
                 for attempt in ("cold", "warm"):
+                    if function == "InferenceUploadFunction":
+                        key = self.put_incoming()  # a new upload each time: the last one was moved
                     got = lam.invoke(FunctionName=function, Payload=payload)
                     result = got["Payload"].read()
                     self.assertNotIn("FunctionError", got, f"{function} ({attempt}): {result[:500]}")
+                    if function == "InferenceUploadFunction":
+                        self.assertNotIn(key, self.keys("incoming/"), f"{attempt}: the upload was not moved")
                     out = json.loads(result)
                     if not isinstance(out, dict):
-                        continue  # the S3-triggered sampler answers nothing (null)
+                        continue  # the S3-triggered functions answer nothing (null)
                     if "statusCode" in out:
                         self.assertEqual(out["statusCode"], 200, f"{function} ({attempt}): {out}")
                     if "batchItemFailures" in out:
@@ -423,6 +433,7 @@ class SamLocal(unittest.TestCase):
             self.assertEqual(len(runs), 2, f"{function}: a REPORT line per call in its container's log")
             for case, r in zip(("start-lambda cold", "start-lambda warm"), runs):
                 self.durations.append({"function": function, "case": case, **r})
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
