@@ -26,9 +26,13 @@ case "${1:-}" in
 start)
   # netavark: the network backend the bridge (and forward.py's gateway) comes from; named,
   # not left to podman's Recommends, which an apt configured without them would skip.
-  if ! command -v podman >/dev/null || ! command -v runc >/dev/null || ! [ -x /usr/lib/podman/netavark ]; then
-    echo "engine.sh: installing podman, runc and netavark (Debian)" >&2
-    $SUDO apt-get update -qq >&2 && $SUDO apt-get install -y -qq podman runc netavark >&2
+  # iptables: netavark 1.4 sets the bridge's NAT up with it and fails every container start
+  # with "netavark: No such file or directory (os error 2)" when it is missing (a bare
+  # machine has no iptables; one that had docker.io installed once does).
+  if ! command -v podman >/dev/null || ! command -v runc >/dev/null || ! [ -x /usr/lib/podman/netavark ] \
+    || ! PATH="$PATH:/usr/sbin:/sbin" command -v iptables >/dev/null; then
+    echo "engine.sh: installing podman, runc, netavark and iptables (Debian)" >&2
+    $SUDO apt-get update -qq >&2 && $SUDO apt-get install -y -qq podman runc netavark iptables >&2
   fi
   mkdir -p "$dir"
   cat >"$conf" <<'CONF'
