@@ -48,6 +48,42 @@ LOGS = os.path.join(ROOT, ".cache/sam-local/logs")  # every invocation's emulato
 # A photo the model finds a dog in (Debian's darknet package; `make unit` installs it).
 PHOTO = os.path.join(os.environ.get("MODELOBS_TEST_PHOTOS", "/usr/share/darknet/data"), "dog.jpg")
 
+
+
+def template_variables(path):
+    """Every name under an `Environment: Variables:` mapping of the template."""
+    names, indent = set(), None
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            stripped = line.strip()
+            if not stripped or stripped.startswith("#"):
+                continue
+            depth = len(line) - len(line.lstrip())
+            if stripped == "Variables:":
+                indent = depth
+                continue
+            if indent is not None:
+                if depth <= indent:
+                    indent = None
+                elif ":" in stripped:
+                    names.add(stripped.split(":", 1)[0])
+    return names
+
+
+# `sam local` lets the shell's value of a variable the template declares override the
+# template's (after --env-vars): `make` exports ORT_DYLIB_PATH as a host path for the
+# other tests, which would replace the layer's /opt/lib path inside the container. The
+# functions get the template's values and the env file's, never the host's.
+SAM_ENV = {k: v for k, v in os.environ.items() if k not in template_variables(os.path.join(ROOT, "template.yaml"))}
+
+def uuid7(at):
+    """A UUIDv7 carrying the time `at` (seconds since 1970), as the capture ids are."""
+    value = (int(at * 1000) << 80) | (0x7 << 76) | (int.from_bytes(os.urandom(10), "big") & ((1 << 76) - 1))
+    value = (value & ~(0xC << 60)) | (0x8 << 60)  # RFC 4122 variant
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 REPORT = re.compile(r"REPORT RequestId: (?P<id>\S+)(?P<rest>.*)")
 FIELD = re.compile(r"(Init Duration|Duration|Billed Duration|Max Memory Used): ([\d.]+) (ms|MB)")
 
@@ -190,7 +226,7 @@ class SamLocal(unittest.TestCase):
     def invoke(self, function, event, case):
         """`sam local invoke FUNCTION -e EVENT`: the function's result (stdout's JSON)."""
         cmd = [*SAM, "local", "invoke", function, "-e", event, *self.sam_args()]
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT, env=SAM_ENV)
         # sam relays the container's output through the engine's attach stream and stops
         # reading when the answer is in, so under load the REPORT line can be missing here:
         # the durations come from it when it is there, and from the engine's own container
@@ -228,7 +264,7 @@ class SamLocal(unittest.TestCase):
         with open(log_path, "w", encoding="utf-8") as log:
             proc = subprocess.Popen(
                 [*SAM, "local", command, "--host", "127.0.0.1", "--port", str(port), *extra, *self.sam_args()],
-                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
+                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True, env=SAM_ENV,
             )
 
         def text():
@@ -340,7 +376,13 @@ class SamLocal(unittest.TestCase):
         self.assertTrue(windows, "the rollup wrote no window")
 
     def test_09_sampler_sweep(self):
-        decision = f"samples/{CAPTURE_ID}.json"
+        # The sweep looks at decisions of the last 7 days by the clock (their ids carry the
+        # capture time), and the fixtures' capture is from 2026-11-26: the sampler's decision
+        # on it is copied under an id of an hour ago, so the test holds on any date.
+        written = self.get_json(f"samples/{CAPTURE_ID}.json")
+        recent = uuid7(time.time() - 3600)
+        decision = f"samples/{recent}.json"
+        self.put(decision, json.dumps({**written, "id": recent}).encode())
         etag = self.s3.head_object(Bucket=self.bucket, Key=decision)["ETag"]
         result, _ = self.invoke("SamplerSweepFunction", fixture("scheduled", "sampler-sweep.json"), "schedule")
         self.assertGreaterEqual(result.get("checked", 0), 1, result)
