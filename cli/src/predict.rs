@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Args;
+use modelobs_core::profile::CaptureProfile;
 use modelobs_core::records::{Detection, ModelRef, StageTimings};
 use modelobs_detector::{
     DetectError, Detector, DetectorConfig, LoadError, OnnxDetector, Prediction,
@@ -47,6 +48,9 @@ struct Answer<'a> {
     image: ImageSize,
     detections: &'a [Detection],
     timings_ms: StageTimings,
+    /// The label-free profile a capture of this answer would store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    profile: Option<&'a CaptureProfile>,
 }
 
 #[derive(Serialize)]
@@ -90,6 +94,7 @@ pub fn run(args: &PredictArgs) -> Result<(), CliError> {
                 },
                 detections: &prediction.detections,
                 timings_ms: prediction.timings_ms,
+                profile: prediction.profile.as_ref(),
             };
             println!(
                 "{}",
@@ -169,16 +174,19 @@ fn bench(
         detections: &'a [Detection],
     }
     let runs = runs.max(1);
-    let mut stages: [Vec<f64>; 5] = Default::default();
+    let mut stages: [Vec<f64>; 6] = Default::default();
     let mut last = None;
     for _ in 0..runs {
         let p = detector.detect(bytes).map_err(|e| detect_error(path, e))?;
         let t = p.timings_ms;
-        for (all, v) in
-            stages
-                .iter_mut()
-                .zip([t.decode, t.preprocess, t.inference, t.postprocess, t.total])
-        {
+        for (all, v) in stages.iter_mut().zip([
+            t.decode,
+            t.preprocess,
+            t.inference,
+            t.postprocess,
+            t.profile,
+            t.total,
+        ]) {
             all.push(v);
         }
         last = Some(p);
@@ -187,7 +195,8 @@ fn bench(
         .map(|_| detector.time_model_run())
         .collect::<Result<Vec<f64>, _>>()
         .map_err(|e| detect_error(path, e))?;
-    let [decode, preprocess, inference, postprocess, total] = stages.map(|mut v| median(&mut v));
+    let [decode, preprocess, inference, postprocess, profile, total] =
+        stages.map(|mut v| median(&mut v));
     let last = last.expect("at least one run");
     let report = BenchReport {
         image: path.display().to_string(),
@@ -198,6 +207,7 @@ fn bench(
             preprocess,
             inference,
             postprocess,
+            profile,
             total,
         },
         model_run_ms: median(&mut model_runs),

@@ -12,7 +12,7 @@ pub enum CoreError {
     UnsupportedSchemaVersion {
         record: &'static str,
         found: u64,
-        supported: u32,
+        supported: String,
     },
     #[error("invalid COCO data: {0}")]
     InvalidCoco(String),

@@ -5,10 +5,12 @@
 pub mod backtest;
 pub mod boxes;
 pub mod classes;
+pub mod drift;
 pub mod error;
 pub mod eval;
 pub mod export;
 pub mod keys;
+pub mod profile;
 pub mod records;
 pub mod sampling;
 

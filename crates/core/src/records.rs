@@ -13,11 +13,16 @@ use crate::boxes::BBox;
 use crate::classes;
 use crate::error::CoreError;
 use crate::eval::{self, ClassEval, CocoSummary, GtBox, OperatingPoint};
+use crate::profile::CaptureProfile;
 
 /// A stored record type and the schema version this build writes and reads.
 pub trait Record: Serialize + DeserializeOwned {
     const KIND: &'static str;
+    /// The version this build writes.
     const SCHEMA_VERSION: u32;
+    /// The oldest version this build still reads (fields added since are
+    /// optional in the type): `SCHEMA_VERSION` unless a record says otherwise.
+    const OLDEST_READABLE: u32 = Self::SCHEMA_VERSION;
 }
 
 #[derive(Serialize)]
@@ -58,11 +63,15 @@ pub fn from_json<T: Record>(bytes: &[u8]) -> Result<T, CoreError> {
             ))
         })?,
     };
-    if found != u64::from(T::SCHEMA_VERSION) {
+    if !(u64::from(T::OLDEST_READABLE)..=u64::from(T::SCHEMA_VERSION)).contains(&found) {
         return Err(CoreError::UnsupportedSchemaVersion {
             record: T::KIND,
             found,
-            supported: T::SCHEMA_VERSION,
+            supported: if T::OLDEST_READABLE == T::SCHEMA_VERSION {
+                T::SCHEMA_VERSION.to_string()
+            } else {
+                format!("{}..={}", T::OLDEST_READABLE, T::SCHEMA_VERSION)
+            },
         });
     }
     serde_json::from_slice(bytes).map_err(|e| CoreError::InvalidRecord(format!("{}: {e}", T::KIND)))
@@ -158,6 +167,9 @@ pub struct StageTimings {
     pub preprocess: f64,
     pub inference: f64,
     pub postprocess: f64,
+    /// Computing the capture's profile (schema v2; 0 in v1 records).
+    #[serde(default)]
+    pub profile: f64,
     pub total: f64,
 }
 
@@ -191,6 +203,10 @@ pub struct CaptureRecord {
     /// this was kept): every class counts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reported_classes: Option<Vec<u16>>,
+    /// The label-free profile of the capture (schema v2); `None` in v1
+    /// records and where the detector measured none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<CaptureProfile>,
 }
 
 impl CaptureRecord {
@@ -208,7 +224,10 @@ fn is_zero(n: &u32) -> bool {
 
 impl Record for CaptureRecord {
     const KIND: &'static str = "CaptureRecord";
-    const SCHEMA_VERSION: u32 = 1;
+    /// v2 added `profile` (and `timings_ms.profile`); v1 reads as a record
+    /// without them.
+    const SCHEMA_VERSION: u32 = 2;
+    const OLDEST_READABLE: u32 = 1;
 }
 
 /// `models/<name>/promoted.json`: the registry version chosen to serve, and

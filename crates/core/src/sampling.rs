@@ -590,6 +590,7 @@ mod tests {
             detections,
             timings_ms: StageTimings::default(),
             reported_classes: None,
+            profile: None,
         }
     }
 

@@ -7,6 +7,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use modelobs_core::classes;
 use modelobs_core::eval::coco_format::evaluate_dataset;
 use modelobs_core::export::to_coco;
+use modelobs_core::profile::{CaptureProfile, ImageSignals, NmsSignals};
 use modelobs_core::records::{
     self, CaptureId, CaptureRecord, CaptureSource, CapturedImage, Detection, Granularity,
     GroundTruth, GroundTruthObject, ImageEval, ModelRef, SampleReason, SampleState,
@@ -34,6 +35,35 @@ fn fixtures_round_trip() {
     );
     let again: CaptureRecord = records::from_json(&records::to_json(&capture)).unwrap();
     assert_eq!(again, capture);
+
+    // A v1 record reads as one without a profile; written again it is v2, with one.
+    assert_eq!(capture.profile, None);
+    let mut v2 = capture.clone();
+    v2.profile = Some(CaptureProfile::new(
+        &v2.detections,
+        v2.image.width,
+        v2.image.height,
+        &v2.image.content_type,
+        ImageSignals {
+            luminance: 0.41,
+            contrast: 0.2,
+            sharpness: 0.013,
+            measured_width: 416,
+            measured_height: 276,
+        },
+        NmsSignals {
+            candidates: 17,
+            kept: 3,
+            absorbed_mean: 14.0 / 3.0,
+            absorbed_iou_mean: 0.61,
+        },
+    ));
+    let json = records::to_json(&v2);
+    assert!(String::from_utf8_lossy(&json).starts_with(r#"{"schema_version":2,"#));
+    let again: CaptureRecord = records::from_json(&json).unwrap();
+    assert_eq!(again, v2);
+    let profile = again.profile.unwrap();
+    assert_eq!((profile.detections, profile.classes["horse"]), (3, 2));
 
     let truth: GroundTruth = records::from_json(GROUND_TRUTH).unwrap();
     assert_eq!(truth.id, capture.id);
@@ -74,7 +104,7 @@ fn unknown_or_missing_schema_versions_are_refused_by_name() {
     ));
     assert_eq!(
         err.to_string(),
-        "CaptureRecord has schema_version 7, this build reads 1"
+        "CaptureRecord has schema_version 7, this build reads 1..=2"
     );
 
     let missing = future.replace(r#""schema_version": 7,"#, "");
@@ -176,6 +206,7 @@ fn labelled(rng: &mut Rng, at: DateTime<Utc>, model: &ModelRef) -> (CaptureRecor
         detections,
         timings_ms: StageTimings::default(),
         reported_classes: None,
+        profile: None,
     };
     let truth = GroundTruth {
         id,

@@ -11,9 +11,11 @@ mod onnx;
 pub mod postprocess;
 pub mod preprocess;
 pub mod resize;
+pub mod signals;
 
 use std::path::PathBuf;
 
+use modelobs_core::profile::CaptureProfile;
 use modelobs_core::records::{Detection, ModelRef, StageTimings};
 use thiserror::Error;
 
@@ -95,6 +97,9 @@ pub struct Prediction {
     /// Sorted by score, descending; boxes in original-image pixels, clamped.
     pub detections: Vec<Detection>,
     pub timings_ms: StageTimings,
+    /// The capture's label-free profile; `None` from a detector that
+    /// measures none (test fakes).
+    pub profile: Option<CaptureProfile>,
 }
 
 /// A loaded model, ready to answer. Built once per container.

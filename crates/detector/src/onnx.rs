@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use modelobs_core::BBox;
 use modelobs_core::classes;
+use modelobs_core::profile::CaptureProfile;
 use modelobs_core::records::{Detection, ModelRef, StageTimings};
 use ort::environment::Environment;
 use ort::session::Session;
@@ -17,6 +18,7 @@ use sha2::{Digest, Sha256};
 use crate::metadata::{ModelMetadata, check_unit};
 use crate::postprocess::{Candidate, GflDecoder, select};
 use crate::preprocess::{Preprocessor, Scratch};
+use crate::signals::{self, LumaScratch};
 use crate::{DetectError, Detector, ImageInfo, LoadError, Prediction, image_input};
 
 /// The environment variable naming the ONNX Runtime shared library.
@@ -66,6 +68,7 @@ struct Worker {
     session: Session,
     input: Vec<f32>,
     scratch: Scratch,
+    luma: LumaScratch,
     candidates: Vec<Candidate>,
     suppressed: Vec<bool>,
 }
@@ -141,6 +144,7 @@ impl OnnxDetector {
                 session,
                 input,
                 scratch: Scratch::default(),
+                luma: LumaScratch::default(),
                 candidates: Vec::new(),
                 suppressed: Vec::new(),
             }),
@@ -229,6 +233,7 @@ impl Detector for OnnxDetector {
             session,
             input,
             scratch,
+            luma,
             candidates,
             suppressed,
         } = &mut *guard;
@@ -237,8 +242,16 @@ impl Detector for OnnxDetector {
         let place = self
             .pre
             .run(decoded.rgb.as_raw(), width, height, scratch, input);
-        drop(decoded);
         let preprocess_ms = ms(t1);
+        let t_signals = Instant::now();
+        let image_signals = signals::measure(
+            scratch.scaled(decoded.rgb.as_raw(), &place),
+            place.scaled_w,
+            place.scaled_h,
+            luma,
+        );
+        let mut profile_ms = ms(t_signals);
+        drop(decoded);
 
         let t2 = Instant::now();
         let tensor =
@@ -276,9 +289,21 @@ impl Detector for OnnxDetector {
             }
             None => false,
         });
-        let n = select(candidates, self.nms_iou, self.max_detections, suppressed);
-        let detections = candidates[..n].iter().map(|c| self.detection(c)).collect();
+        let (n, nms) = select(candidates, self.nms_iou, self.max_detections, suppressed);
+        let detections: Vec<Detection> =
+            candidates[..n].iter().map(|c| self.detection(c)).collect();
         let postprocess_ms = ms(t3);
+
+        let t4 = Instant::now();
+        let profile = CaptureProfile::new(
+            &detections,
+            width,
+            height,
+            info.content_type,
+            image_signals,
+            nms,
+        );
+        profile_ms += ms(t4);
 
         Ok(Prediction {
             image: info,
@@ -288,8 +313,10 @@ impl Detector for OnnxDetector {
                 preprocess: preprocess_ms,
                 inference: inference_ms,
                 postprocess: postprocess_ms,
+                profile: profile_ms,
                 total: ms(t0),
             },
+            profile: Some(profile),
         })
     }
 }

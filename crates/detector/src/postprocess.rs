@@ -4,6 +4,8 @@
 
 use std::cmp::Ordering;
 
+use modelobs_core::profile::NmsSignals;
+
 use crate::metadata::{ClsActivation, ModelMetadata};
 
 /// One (cell, class) pair over the threshold.
@@ -154,13 +156,16 @@ pub fn iou(a: &[f64; 4], b: &[f64; 4]) -> f64 {
 
 /// Class-aware greedy NMS, then the best `max_detections` by score. Reorders
 /// `candidates` in place and leaves the survivors, best first, at its front;
-/// returns how many there are. `suppressed` is scratch space.
+/// returns how many there are, and what NMS folded together (the profile's
+/// NMS signals). `suppressed` is scratch space.
 pub fn select(
     candidates: &mut [Candidate],
     iou_threshold: f64,
     max_detections: usize,
     suppressed: &mut Vec<bool>,
-) -> usize {
+) -> (usize, NmsSignals) {
+    let total = candidates.len();
+    let (mut absorbed, mut absorbed_iou) = (0u32, 0f64);
     candidates.sort_unstable_by(|a, b| a.class.cmp(&b.class).then_with(|| by_score(a, b)));
     suppressed.clear();
     suppressed.resize(candidates.len(), false);
@@ -178,8 +183,14 @@ pub fn select(
                 continue;
             }
             for j in i + 1..end {
-                if !suppressed[j] && iou(&candidates[i].bbox, &candidates[j].bbox) > iou_threshold {
+                if suppressed[j] {
+                    continue;
+                }
+                let overlap = iou(&candidates[i].bbox, &candidates[j].bbox);
+                if overlap > iou_threshold {
                     suppressed[j] = true;
+                    absorbed += 1;
+                    absorbed_iou += overlap;
                 }
             }
             candidates.swap(kept, i);
@@ -190,7 +201,21 @@ pub fn select(
     }
     let survivors = &mut candidates[..kept];
     survivors.sort_unstable_by(by_score);
-    kept.min(max_detections)
+    let signals = NmsSignals {
+        candidates: total as u32,
+        kept: kept as u32,
+        absorbed_mean: if kept > 0 {
+            f64::from(absorbed) / kept as f64
+        } else {
+            0.0
+        },
+        absorbed_iou_mean: if absorbed > 0 {
+            absorbed_iou / f64::from(absorbed)
+        } else {
+            0.0
+        },
+    };
+    (kept.min(max_detections), signals)
 }
 
 #[cfg(test)]
@@ -207,7 +232,7 @@ mod tests {
     }
 
     fn run(mut c: Vec<Candidate>, iou: f64, max: usize) -> Vec<u32> {
-        let n = select(&mut c, iou, max, &mut Vec::new());
+        let (n, _) = select(&mut c, iou, max, &mut Vec::new());
         c[..n].iter().map(|c| c.order).collect()
     }
 
@@ -248,6 +273,25 @@ mod tests {
             cand([8.0, 0.0, 18.0, 10.0], 0.7, 0, 2), // iou .11 with a, .43 with b
         ];
         assert_eq!(run(c, 0.4, 100), vec![0, 2]);
+    }
+
+    #[test]
+    fn nms_signals_count_what_each_kept_box_absorbed() {
+        // GIVEN a box that absorbs two neighbours, and a lone box of another class
+        let mut c = vec![
+            cand([0.0, 0.0, 10.0, 10.0], 0.9, 0, 0),
+            cand([1.0, 0.0, 11.0, 10.0], 0.8, 0, 1), // iou 9/11
+            cand([0.0, 1.0, 10.0, 11.0], 0.7, 0, 2), // iou 9/11
+            cand([50.0, 50.0, 60.0, 60.0], 0.6, 1, 3),
+        ];
+        let (n, s) = select(&mut c, 0.4, 1, &mut Vec::new());
+        // THEN the signals are over every kept box, before the top-N cut
+        assert_eq!(n, 1);
+        assert_eq!((s.candidates, s.kept), (4, 2));
+        assert_eq!(s.absorbed_mean, 1.0);
+        assert!((s.absorbed_iou_mean - 9.0 / 11.0).abs() < 1e-12);
+        let (_, none) = select(&mut [], 0.4, 10, &mut Vec::new());
+        assert_eq!(none, NmsSignals::default());
     }
 
     #[test]

@@ -87,6 +87,18 @@ pub struct Scratch {
     resampler: Resampler,
 }
 
+impl Scratch {
+    /// The picture [`Preprocessor::run`] wrote into the tensor for `place`
+    /// (scaled, no border): `rgb` itself when it needed no resize.
+    pub fn scaled<'a>(&'a self, rgb: &'a [u8], place: &Placement) -> &'a [u8] {
+        if (place.scaled_w, place.scaled_h) == (place.orig_w, place.orig_h) {
+            rgb
+        } else {
+            &self.resized[..place.scaled_w as usize * place.scaled_h as usize * 3]
+        }
+    }
+}
+
 impl Preprocessor {
     pub fn new(input: &InputSpec, source: [usize; 3]) -> Self {
         let mut lut = [[0f32; 256]; 3];

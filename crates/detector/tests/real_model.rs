@@ -336,3 +336,63 @@ fn load_errors_name_what_is_wrong() {
     assert!(matches!(no_json, Err(LoadError::Metadata { .. })));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `photo` darkened to `light` of its light and blurred by `sigma` px, as a PNG.
+fn degraded(bytes: &[u8], light: f32, sigma: f32) -> Vec<u8> {
+    let img = image::load_from_memory(bytes).unwrap().to_rgb8();
+    let mut img = image::imageops::blur(&img, sigma);
+    for p in img.pixels_mut() {
+        for c in p.0.iter_mut() {
+            *c = (f32::from(*c) * light).round() as u8;
+        }
+    }
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+#[test]
+#[ignore = "needs ONNX Runtime (ORT_DYLIB_PATH): make test runs it"]
+fn every_answer_carries_its_profile_and_drift_moves_it() {
+    modelobs_testkit::require_ort();
+    let det = all_classes();
+    // GIVEN dog.jpg (768×576), and the same picture at a tenth of the light, blurred
+    let clean_bytes = photo("dog.jpg");
+    let clean = det.detect(&clean_bytes).unwrap();
+    let dark = det.detect(&degraded(&clean_bytes, 0.1, 4.0)).unwrap();
+    for p in [&clean, &dark] {
+        let profile = p
+            .profile
+            .as_ref()
+            .expect("the real detector profiles every answer");
+        // THEN the profile agrees with the answer it describes
+        assert_eq!(profile.detections as usize, p.detections.len());
+        assert_eq!(
+            profile.score_histogram.iter().sum::<u32>() as usize,
+            p.detections.len()
+        );
+        let nms = profile.nms;
+        assert!(
+            nms.candidates >= nms.kept && nms.kept as usize >= p.detections.len(),
+            "{nms:?}"
+        );
+        // measured on the picture as the model sees it: 768×576 → 416×312
+        assert_eq!(
+            (profile.image.measured_width, profile.image.measured_height),
+            (416, 312)
+        );
+        assert!(p.timings_ms.profile > 0.0 && p.timings_ms.profile < p.timings_ms.total);
+    }
+    let (c, d) = (clean.profile.unwrap(), dark.profile.unwrap());
+    assert_eq!((c.format.as_str(), d.format.as_str()), ("jpeg", "png"));
+    assert!(c.detections >= 3 && c.top_score > 0.5, "{c:?}");
+    assert!(
+        c.nms.absorbed_mean > 1.0,
+        "real objects gather candidates: {c:?}"
+    );
+    // AND darkness and blur move the image signals the drift test reads
+    assert!(d.image.luminance < 0.2 * c.image.luminance, "{c:?}\n{d:?}");
+    assert!(d.image.contrast < 0.2 * c.image.contrast);
+    assert!(d.image.sharpness < 0.01 * c.image.sharpness);
+    assert!(d.top_score < c.top_score);
+}

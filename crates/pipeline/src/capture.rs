@@ -37,6 +37,7 @@ pub fn record(
         detections: prediction.detections,
         timings_ms: prediction.timings_ms,
         reported_classes: detector.reported_classes(),
+        profile: prediction.profile,
     }
 }
 
@@ -99,6 +100,7 @@ pub async fn shadow<S: ObjectStore>(
         detections: prediction.detections,
         timings_ms: prediction.timings_ms,
         reported_classes: shadow.reported_classes(),
+        profile: prediction.profile,
         ..serving.clone()
     };
     let key = keys::shadow_capture_record(record.id, record.captured_at, &record.model.version)?;

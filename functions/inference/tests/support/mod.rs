@@ -67,6 +67,7 @@ impl Detector for FakeDetector {
                 total: 1.0,
                 ..Default::default()
             },
+            profile: None,
         })
     }
 }
