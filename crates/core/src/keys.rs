@@ -26,6 +26,10 @@ pub const INCOMING_REJECTED: &str = "incoming-rejected/";
 pub const LABELING_QUEUE: &str = "labeling/queue/";
 /// What shadow models answered on the captures (`shadow_capture_record`).
 pub const CAPTURE_SHADOWS: &str = "captures/shadow/";
+/// Label-free profile windows, their pending deltas and references (`profile_window`).
+pub const PROFILES: &str = "profiles/";
+pub const PROFILES_PENDING: &str = "profiles/pending/";
+pub const PROFILES_REFERENCE: &str = "profiles/reference/";
 /// The model registry: `models/<name>/<version>/` (`model_object`).
 pub const MODELS: &str = "models/";
 
@@ -231,6 +235,112 @@ pub fn window_metrics(window: &Window, model_version: &str) -> Result<String, Co
         "{WINDOWS}{}/{}/{}.json",
         window.granularity.as_str(),
         window_start(window),
+        check_segment(model_version)?
+    ))
+}
+
+/// `profiles/<hour|day>/<start>/<model-version>.json`: a [`crate::records::ProfileWindow`].
+pub fn profile_window(window: &Window, model_version: &str) -> Result<String, CoreError> {
+    Ok(format!(
+        "{PROFILES}{}/{}/{}.json",
+        window.granularity.as_str(),
+        window_start(window),
+        check_segment(model_version)?
+    ))
+}
+
+/// The prefix of every hour profile window of `date` (all model versions).
+pub fn profile_hours_on(date: NaiveDate) -> String {
+    format!("{PROFILES}hour/{}T", date.format("%Y-%m-%d"))
+}
+
+/// The prefix of every profile window of this granularity.
+pub fn profile_windows_of(granularity: Granularity) -> String {
+    format!("{PROFILES}{}/", granularity.as_str())
+}
+
+/// Parses [`profile_window`] keys: the window and the model version.
+pub fn parse_profile_window(key: &str) -> Result<(Window, String), CoreError> {
+    let bad = |why: &str| CoreError::InvalidKey {
+        key: key.to_string(),
+        why: why.to_string(),
+    };
+    let rest = key
+        .strip_prefix(PROFILES)
+        .ok_or_else(|| bad("not under profiles/"))?;
+    let mut parts = rest.splitn(3, '/');
+    let (Some(granularity), Some(start), Some(file)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad("expected profiles/<hour|day>/<start>/<version>.json"));
+    };
+    let version = file
+        .strip_suffix(".json")
+        .ok_or_else(|| bad("not a .json"))?;
+    check_segment(version)?;
+    let window = parse_window_start(granularity, start).ok_or_else(|| bad("bad window start"))?;
+    Ok((window, version.to_string()))
+}
+
+fn parse_window_start(granularity: &str, start: &str) -> Option<Window> {
+    match granularity {
+        "hour" => NaiveDateTime::parse_from_str(&format!("{start}:00"), "%Y-%m-%dT%H:%M")
+            .ok()
+            .map(|t| Window {
+                granularity: Granularity::Hour,
+                start: t.and_utc(),
+            }),
+        "day" => NaiveDate::parse_from_str(start, "%Y-%m-%d")
+            .ok()
+            .map(|d| Window {
+                granularity: Granularity::Day,
+                start: d.and_time(NaiveTime::MIN).and_utc(),
+            }),
+        _ => None,
+    }
+}
+
+/// `profiles/pending/<hour-start>/<model-version>/<capture-id>.json`: one
+/// capture's [`crate::records::ProfileDelta`], until the rollup folds it.
+pub fn profile_delta(
+    id: CaptureId,
+    captured_at: DateTime<Utc>,
+    model_version: &str,
+) -> Result<String, CoreError> {
+    let hour = Window::containing(Granularity::Hour, captured_at);
+    Ok(format!(
+        "{PROFILES_PENDING}{}/{}/{id}.json",
+        window_start(&hour),
+        check_segment(model_version)?
+    ))
+}
+
+/// Parses [`profile_delta`] keys: the hour window, the model version and the capture.
+pub fn parse_profile_delta(key: &str) -> Result<(Window, String, CaptureId), CoreError> {
+    let bad = |why: &str| CoreError::InvalidKey {
+        key: key.to_string(),
+        why: why.to_string(),
+    };
+    let rest = key
+        .strip_prefix(PROFILES_PENDING)
+        .ok_or_else(|| bad("not under profiles/pending/"))?;
+    let mut parts = rest.splitn(3, '/');
+    let (Some(start), Some(version), Some(file)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad("expected profiles/pending/<hour>/<version>/<id>.json"));
+    };
+    let window = parse_window_start("hour", start).ok_or_else(|| bad("bad hour"))?;
+    check_segment(version)?;
+    let id = file
+        .strip_suffix(".json")
+        .and_then(|id| id.parse::<uuid::Uuid>().ok())
+        .ok_or_else(|| bad("not <capture-id>.json"))?;
+    Ok((window, version.to_string(), CaptureId(id)))
+}
+
+/// `profiles/reference/<model-version>.json`: a [`crate::records::ProfileReference`].
+pub fn profile_reference(model_version: &str) -> Result<String, CoreError> {
+    Ok(format!(
+        "{PROFILES_REFERENCE}{}.json",
         check_segment(model_version)?
     ))
 }
@@ -610,5 +720,41 @@ mod tests {
         ] {
             assert!(parse_capture_record(key).is_err(), "{key}");
         }
+    }
+
+    #[test]
+    fn profile_keys_round_trip_and_refuse_what_is_not_theirs() {
+        let t = chrono::DateTime::parse_from_rfc3339("2026-11-26T22:41:09Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let id = CaptureId::parse("019ac1f2-0000-7000-8000-000000000001").unwrap();
+        let delta = profile_delta(id, t, "2026-11-01").unwrap();
+        assert_eq!(
+            delta,
+            "profiles/pending/2026-11-26T22/2026-11-01/019ac1f2-0000-7000-8000-000000000001.json"
+        );
+        let (w, v, back) = parse_profile_delta(&delta).unwrap();
+        assert_eq!(
+            (w, v.as_str(), back),
+            (Window::containing(Granularity::Hour, t), "2026-11-01", id)
+        );
+        for g in [Granularity::Hour, Granularity::Day] {
+            let w = Window::containing(g, t);
+            let key = profile_window(&w, "v1").unwrap();
+            assert!(key.starts_with(&profile_windows_of(g)));
+            assert_eq!(parse_profile_window(&key).unwrap(), (w, "v1".to_string()));
+        }
+        assert!(
+            profile_window(&Window::containing(Granularity::Hour, t), "v1")
+                .unwrap()
+                .starts_with(&profile_hours_on(t.date_naive()))
+        );
+        assert!(profile_delta(id, t, "../x").is_err());
+        assert!(parse_profile_delta("profiles/pending/2026-11-26T22/v1/nope.json").is_err());
+        assert!(parse_profile_window("profiles/week/2026-11-26/v1.json").is_err());
+        assert_eq!(
+            profile_reference("v1").unwrap(),
+            "profiles/reference/v1.json"
+        );
     }
 }

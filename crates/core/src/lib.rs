@@ -4,6 +4,7 @@
 
 pub mod backtest;
 pub mod boxes;
+pub mod calibration;
 pub mod classes;
 pub mod drift;
 pub mod error;

@@ -565,6 +565,61 @@ impl Record for WindowMetrics {
     const SCHEMA_VERSION: u32 = 1;
 }
 
+/// One capture's profile on its way into its hour's [`ProfileWindow`]:
+/// written by the sampler, which reads every capture record anyway, and
+/// folded in (then deleted) by the rollup, so no capture record is read a
+/// second time (docs/drift.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProfileDelta {
+    pub capture_id: CaptureId,
+    pub captured_at: DateTime<Utc>,
+    pub model: ModelRef,
+    /// `None`: a capture record from before profiles (counted only).
+    pub profile: Option<crate::profile::CaptureProfile>,
+}
+
+impl Record for ProfileDelta {
+    const KIND: &'static str = "ProfileDelta";
+    const SCHEMA_VERSION: u32 = 1;
+}
+
+/// `profiles/<hour|day>/<start>/<model-version>.json`: the label-free
+/// profiles of every capture of one model version in one window, labelled
+/// or not. A day is the sum of its hours.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProfileWindow {
+    pub window: Window,
+    pub model: ModelRef,
+    pub computed_at: DateTime<Utc>,
+    pub summary: crate::drift::ProfileSummary,
+    /// Hour windows: the captures folded in, sorted, so that a delta
+    /// delivered twice is counted once. Empty for day windows.
+    #[serde(default)]
+    pub folded: Vec<CaptureId>,
+}
+
+impl Record for ProfileWindow {
+    const KIND: &'static str = "ProfileWindow";
+    const SCHEMA_VERSION: u32 = 1;
+}
+
+/// `profiles/reference/<model-version>.json`: what the model's input and
+/// answers looked like when they were known to be good, the baseline every
+/// window's drift is tested against.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProfileReference {
+    pub model: ModelRef,
+    /// Where it came from: `dataset <dirs> split <split>` or `captures <from>..<to>`.
+    pub source: String,
+    pub created_at: DateTime<Utc>,
+    pub summary: crate::drift::ProfileSummary,
+}
+
+impl Record for ProfileReference {
+    const KIND: &'static str = "ProfileReference";
+    const SCHEMA_VERSION: u32 = 1;
+}
+
 impl WindowMetrics {
     /// Accumulates the evaluations of one window and model version. Images
     /// are taken in capture-id order (capture-time order, as ids are UUIDv7).
