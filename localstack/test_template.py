@@ -11,8 +11,11 @@ policy grants is one its code builds keys under (crates/core/src/keys.rs), and e
 prefix its code uses is granted; secrets are granted exactly where their ARNs are passed;
 the S3 trigger filters are the key layout's; layers, ORT_DYLIB_PATH and MODEL_DIR agree
 with the build scripts; the model parameters with models/nanodet/model.json; the
-dashboard charts every EMF metric the code emits; after the SAM transform the stack has
-no dependency cycle (cfn-lint no longer runs the SAM transform, so it cannot see one).
+dashboard charts every EMF metric the code emits; the alarms on window metrics (AP50, and
+the label-free DriftScore and EstimatedAP50) watch what the rollup emits, for the serving
+model, and the drift alarm's description names log fields the rollup emits; after the
+SAM transform the stack has no dependency cycle (cfn-lint no longer runs the SAM
+transform, so it cannot see one).
 
 Rollout (no network): the inference functions are reached only through their `live`
 alias, CodeDeploy shifts it per DeploymentType, every DeploymentPreference alarm is an
@@ -111,7 +114,11 @@ EMF = {
             "CaptureFailures"},
     IMAGE + ("ClassName",): {"AP50"},
     WINDOW: {"ImagesLabelled", "CapturesInWindow", "TP", "FP", "FN", "AP", "AP50", "AP75", "AR100",
-             "Precision", "Recall", "F1", "MeanIoU", "LabelCoverage", "LabelLagSeconds"},
+             "Precision", "Recall", "F1", "MeanIoU", "LabelCoverage", "LabelLagSeconds",
+             # label-free, from the window's capture profiles (issue 16): the drift test
+             # against the reference, and the AP50 estimate with its band (once calibrated)
+             "ProfiledCaptures", "DriftScore", "DriftAlert", "EstimatedAP50", "EstimatedAP50Low",
+             "EstimatedAP50High"},
     WINDOW + ("ClassName",): {"AP", "AP50"},
     ("Sink",): {"SinkFailures"},
 }
@@ -636,8 +643,9 @@ class Wiring(unittest.TestCase):
         sources += glob.glob(os.path.join(ROOT, "crates/pipeline/src/**/*.rs"), recursive=True)
         for path in sources:
             text = without_tests(slurp(path))
-            # ("Name", value, "Unit") tuples (emf.rs) and {"Name": ...} directives (capture.rs)
-            emitted |= set(re.findall(r'\(\s*"([A-Za-z0-9]+)",[^()"]*(?:\([^()]*\)[^()"]*)*,\s*"(?:Count|Seconds|None|Milliseconds|Percent)"\s*\)', text))
+            # ("Name", value, "Unit") tuples (emf.rs; a value may nest calls two deep, as in
+            # f64::from(u8::from(alert))) and {"Name": ...} directives (capture.rs)
+            emitted |= set(re.findall(r'\(\s*"([A-Za-z0-9]+)",[^()"]*(?:\((?:[^()]|\([^()]*\))*\)[^()"]*)*,\s*"(?:Count|Seconds|None|Milliseconds|Percent)"\s*\)', text))
             if "CloudWatchMetrics" in text:
                 emitted |= set(re.findall(r'"Name":\s*"([A-Za-z0-9]+)"', text))
                 # ("AP", c.ap) pairs that get their unit later
@@ -698,6 +706,66 @@ class Wiring(unittest.TestCase):
         window = T["Parameters"][dims["Granularity"]["Ref"]]
         self.assertEqual(set(window["AllowedValues"]), {"hour", "day"})  # Granularity::as_str
         self.assertEqual(alarm["Period"], {"Fn::If": ["AlarmOnHourWindows", 3600, 86400]})
+
+    def test_label_free_alarms(self):
+        # DriftAlarm and EstimatedAP50Alarm watch window metrics of the rollup (emf.rs), of
+        # the serving model exactly as AP50Alarm does (test_ap50_alarm), notifying the same way.
+        emf = without_tests(read("crates/pipeline/src/emf.rs"))
+        ns = re.search(r'NAMESPACE: &str = "(\w+)"', emf).group(1)
+        ap50 = RES["AP50Alarm"]["Properties"]
+        ap50_dims = {d["Name"]: d["Value"] for d in ap50["Dimensions"]}
+        want = {
+            # metric, statistic, operator, threshold, Granularity, period, datapoints (of as many)
+            "DriftAlarm": ("DriftScore", "Maximum", "GreaterThanOrEqualToThreshold",
+                           {"Ref": "DriftAlarmThreshold"}, "hour", 3600, 1),
+            "EstimatedAP50Alarm": ("EstimatedAP50", "Average", "LessThanThreshold",
+                                   {"Ref": "AP50AlarmThreshold"}, {"Ref": "AP50AlarmWindow"}, ap50["Period"], 2),
+        }
+        for lid, (metric, stat, op, threshold, granularity, period, n) in want.items():
+            alarm = RES[lid]["Properties"]
+            with self.subTest(lid):
+                self.assertEqual((alarm["Namespace"], alarm["MetricName"]), (ns, metric))
+                self.assertIn(metric, EMF[WINDOW])
+                self.assertTrue(f'"{metric}"' in emf, f"nothing emits {metric} (crates/pipeline/src/emf.rs)")
+                self.assertEqual(alarm["Statistic"], stat)
+                self.assertEqual(alarm["ComparisonOperator"], op)
+                self.assertEqual(alarm["Threshold"], threshold)
+                dims = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
+                self.assertEqual(tuple(dims), WINDOW)
+                self.assertEqual(dims["ModelName"], ap50_dims["ModelName"])
+                self.assertEqual(dims["ModelVersion"], ap50_dims["ModelVersion"])
+                self.assertEqual(dims["Granularity"], granularity)
+                self.assertEqual(alarm["Period"], period)
+                self.assertEqual((alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"]), (n, n))
+                self.assertEqual(alarm["TreatMissingData"], "notBreaching")  # no profiles / no calibration
+                self.assertEqual(alarm["AlarmActions"], ap50["AlarmActions"])
+                self.assertEqual(alarm["OKActions"], ap50["OKActions"])
+        self.assertEqual(RES["DriftAlarm"]["Properties"]["Dimensions"][2]["Value"], "hour")  # Granularity::as_str
+        p = T["Parameters"]["DriftAlarmThreshold"]
+        # DriftScore: -log10 of a corrected p-value, capped at 16; 3 = alpha 1e-3, the rollup's alert line.
+        self.assertEqual((p["Type"], p["Default"], p["MinValue"], p["MaxValue"]), ("Number", 3, 0, 16))
+        # The description tells the operator where the drifted features are: the rollup's
+        # log (DriftedFeatures, a property of its EMF line, not a metric) and the CLI.
+        text = RES["DriftAlarm"]["Properties"]["AlarmDescription"]["Fn::Sub"]
+        self.assertLessEqual(len(text), 1024 - 200)  # CloudWatch's limit, with room for the group's name
+        self.assertEqual(FUNCTIONS["RollupFunction"]["Properties"]["LoggingConfig"]["LogGroup"], {"Ref": "RollupLogGroup"})
+        self.assertIn("log group ${RollupLogGroup}", text)
+        query = re.search(r"(fields @timestamp[^|]*(?:\|[^|]*?)*sort @timestamp desc)", text).group(1)
+        self.assertEqual(
+            query,
+            "fields @timestamp, ModelVersion, Granularity, DriftScore, DriftedFeatures | filter DriftAlert = 1 | sort @timestamp desc",
+        )
+        for name in re.findall(r"\b([A-Z]\w+)\b", query):
+            with self.subTest(field=name):
+                if name in WINDOW:
+                    continue
+                if name == "DriftedFeatures":
+                    pipeline = text_of(glob.glob(os.path.join(ROOT, "crates/pipeline/src/**/*.rs"), recursive=True))
+                    self.assertTrue(f'"{name}"' in pipeline, f"the rollup's EMF line does not carry {name} (crates/pipeline/src)")
+                else:
+                    self.assertIn(name, EMF[WINDOW])
+        self.assertIn("`modelobs metrics --json`", text)
+        self.assertIn('"drift": {"score", "alert", "features"}', text)
 
     def test_model_references(self):
         for name in ("ServingModelRef", "ShadowModelRef"):

@@ -3,6 +3,7 @@
 mod backtest;
 mod dataset;
 mod dev;
+mod drift;
 mod eval;
 mod label;
 mod labelbox;
@@ -47,7 +48,9 @@ enum Command {
     Simulate(simulate::SimulateArgs),
     /// Answer the local labeling queue through the signed webhook.
     Label(label::LabelArgs),
-    /// Stored window metrics of a time range, as a table or JSON.
+    /// Label-free drift: `reference` stores the baseline a version's windows are tested against.
+    Drift(drift::DriftArgs),
+    /// Windows of a time range, labelled or not, with drift and estimated AP50, as a table or JSON.
     Metrics(windows::MetricsArgs),
     /// Run the rollup once against the bucket: recompute every touched window.
     Rollup(rollup::RollupArgs),
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
         Command::Simulate(args) => simulate::run(&args).map_err(CliError::from),
         Command::Label(args) => label::run(&args).map_err(CliError::from),
         Command::Metrics(args) => windows::run(&args),
+        Command::Drift(args) => drift::run(&args).map_err(CliError::from),
         Command::Rollup(args) => rollup::run(&args),
         Command::Report(args) => report::run(&args),
         Command::Model(args) => model::run(&args).map_err(CliError::from),

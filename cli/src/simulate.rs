@@ -74,7 +74,7 @@ struct Planned {
 }
 
 /// Every dataset, cut to one split if asked, as one list of samples.
-fn load_datasets(dirs: &[PathBuf], split: Option<Split>) -> Result<Dataset> {
+pub fn load_datasets(dirs: &[PathBuf], split: Option<Split>) -> Result<Dataset> {
     let mut sets = Vec::with_capacity(dirs.len());
     for dir in dirs {
         let mut ds = Dataset::load(dir).with_context(|| {

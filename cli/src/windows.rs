@@ -1,5 +1,7 @@
-//! `modelobs metrics`: the stored windows (`windows/<hour|day>/...`) of a time
-//! range, as a table or a JSON array of `WindowMetrics`.
+//! `modelobs metrics`: the windows of a time range, labelled or not, as a
+//! table or a JSON array: the stored `WindowMetrics` (`windows/<hour|day>/...`)
+//! flattened, with each window's label-free side (`drift`, `estimated_ap50`,
+//! `calibration`, `profiled_captures`: `modelobs_pipeline::profiles::views`).
 
 use anyhow::Context;
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc};
@@ -7,6 +9,9 @@ use clap::{Args, ValueEnum};
 use modelobs_adapters::ObjectStore;
 use modelobs_core::keys;
 use modelobs_core::records::{self, Granularity, WindowMetrics};
+
+use modelobs_pipeline::profiles::{self, WindowView};
+use modelobs_pipeline::threshold::DEFAULT_SCORE_THRESHOLD;
 
 use crate::CliError;
 
@@ -38,7 +43,8 @@ pub struct MetricsArgs {
     /// Only this model version.
     #[arg(long)]
     model_version: Option<String>,
-    /// Print a JSON array of WindowMetrics instead of the table.
+    /// Print a JSON array of windows (WindowMetrics fields, `drift`,
+    /// `estimated_ap50`) instead of the table.
     #[arg(long)]
     json: bool,
     /// The data bucket (default: $DATA_BUCKET; AWS_ENDPOINT_URL for LocalStack).
@@ -136,9 +142,9 @@ fn opt(v: Option<f64>, decimals: usize) -> String {
 }
 
 /// One row per window; `-` where a figure is undefined.
-pub fn table(windows: &[WindowMetrics]) -> String {
+pub fn table(views: &[WindowView]) -> String {
     let mut out = format!(
-        "{:<17} {:<20} {:>6} {:>8} {:>8} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>9}\n",
+        "{:<17} {:<20} {:>6} {:>8} {:>8} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>9} {:>6} {:>17}\n",
         "window",
         "model version",
         "images",
@@ -151,16 +157,27 @@ pub fn table(windows: &[WindowMetrics]) -> String {
         "P",
         "R",
         "F1",
-        "lag s"
+        "lag s",
+        "drift",
+        "est. AP50 [band]"
     );
-    for m in windows {
+    for v in views {
+        let m = &v.metrics;
         let start = match m.window.granularity {
             Granularity::Hour => m.window.start.format("%Y-%m-%d %H:00"),
             Granularity::Day => m.window.start.format("%Y-%m-%d"),
         };
         let op = &m.at_serving_threshold;
+        let drift = v.drift.as_ref().map_or_else(
+            || "-".to_string(),
+            |d| format!("{:.1}{}", d.score, if d.alert { "!" } else { "" }),
+        );
+        let estimate = v.estimated_ap50.map_or_else(
+            || "-".to_string(),
+            |e| format!("{:.2} [{:.2},{:.2}]", e.value, e.low, e.high),
+        );
         out.push_str(&format!(
-            "{:<17} {:<20} {:>6} {:>8} {:>8} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>9}\n",
+            "{:<17} {:<20} {:>6} {:>8} {:>8} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>9} {:>6} {:>17}\n",
             start.to_string(),
             m.model.version,
             m.images_labelled,
@@ -174,16 +191,34 @@ pub fn table(windows: &[WindowMetrics]) -> String {
             opt(op.recall, 3),
             opt(op.f1, 3),
             opt(m.mean_label_lag_s, 0),
+            drift,
+            estimate,
         ));
     }
-    if windows.is_empty() {
+    let alerts: Vec<String> = views
+        .iter()
+        .filter_map(|v| {
+            let d = v.drift.as_ref().filter(|d| d.alert)?;
+            Some(format!(
+                "  {} {}: {}",
+                v.metrics.window.start.format("%Y-%m-%d %H:00"),
+                v.metrics.model.version,
+                d.features.join(", ")
+            ))
+        })
+        .collect();
+    if !alerts.is_empty() {
+        out.push_str("drift alerts (! above; features that moved):\n");
+        out.push_str(&(alerts.join("\n") + "\n"));
+    }
+    if views.is_empty() {
         out.push_str("(no windows in this range)\n");
     }
     out
 }
 
-pub fn json(windows: &[WindowMetrics]) -> String {
-    serde_json::to_string_pretty(windows).expect("WindowMetrics serialize")
+pub fn json(views: &[WindowView]) -> String {
+    serde_json::to_string_pretty(views).expect("windows serialize")
 }
 
 pub fn run(args: &MetricsArgs) -> Result<(), CliError> {
@@ -199,14 +234,15 @@ pub fn run(args: &MetricsArgs) -> Result<(), CliError> {
         .map_err(anyhow::Error::from)?;
     let windows = runtime.block_on(async {
         let store = crate::bucket_store(&bucket).await;
-        query(
-            &store,
-            args.granularity.into(),
-            from,
-            to,
-            args.model_version.as_deref(),
+        let granularity = args.granularity.into();
+        let version = args.model_version.as_deref();
+        let labelled = query(&store, granularity, from, to, version).await?;
+        let threshold = labelled.first().map_or(DEFAULT_SCORE_THRESHOLD, |m| {
+            m.at_serving_threshold.score_threshold
+        });
+        anyhow::Ok(
+            profiles::views(&store, granularity, from, to, version, labelled, threshold).await?,
         )
-        .await
     })?;
     print!(
         "{}",
@@ -326,8 +362,21 @@ mod tests {
         let windows = query(&store, Granularity::Hour, t(0), t(23), None)
             .await
             .unwrap();
+        // no profile windows stored: the labelled ones alone, no drift made up
+        let views = profiles::views(
+            &store,
+            Granularity::Hour,
+            t(0),
+            t(23),
+            None,
+            windows.clone(),
+            0.35,
+        )
+        .await
+        .unwrap();
+        assert_eq!(views.len(), 2);
 
-        let text = table(&windows);
+        let text = table(&views);
         let lines: Vec<_> = text.lines().collect();
         assert_eq!(lines.len(), 3, "{text}");
         assert!(lines[0].starts_with("window") && lines[0].contains("AP50"));
@@ -342,10 +391,15 @@ mod tests {
             cells[12],
             format!("{:.3}", m.at_serving_threshold.f1.unwrap())
         );
+        assert_eq!(cells[14..], ["-", "-"], "no reference, no calibration");
         assert!(lines[2].starts_with("2026-11-26 09:00"));
 
-        let back: Vec<WindowMetrics> = serde_json::from_str(&json(&windows)).unwrap();
+        // what `modelobs report` reads: the WindowMetrics, whatever rides along
+        let printed = json(&views);
+        let back: Vec<WindowMetrics> = serde_json::from_str(&printed).unwrap();
         assert_eq!(back, windows);
+        let raw: serde_json::Value = serde_json::from_str(&printed).unwrap();
+        assert!(raw[0]["drift"].is_null() && raw[0]["estimated_ap50"].is_null());
         assert!(table(&[]).contains("no windows"));
     }
 

@@ -104,3 +104,64 @@ make_col captured_at:parse_isotime(string(FIELDS.captured_at)),
 filter ap50 >= 0
 set_valid_from options(max_time_diff:30d), captured_at
 timechart 1d, ap50:avg(ap50), group_by(model_version)
+
+// --- label-free (issue 16): the rollup sends each window's drift and AP50 estimate as
+// FIELDS.kind = "window_drift" (crates/pipeline/src/observe.rs: a WindowDrift, beside the
+// window's "window_metrics" row): "drift": {"score", "alert", "features", ...} or null (no
+// reference yet) and "estimated_ap50": {"value", "low", "high"} or null (no calibration
+// yet), as `modelobs metrics --json` prints them. The sections take both kinds, so they
+// also read the fields should they ride in "window_metrics"; a row without them is null
+// here and left out, as the EMF lines leave them out.
+
+// --- chart: drift score of hourly windows, per model version (what the drift alarm watches) --
+filter OBSERVATION_KIND = "http" and string(EXTRA.path) = "/model-observability"
+filter string(FIELDS.kind) = "window_drift" or string(FIELDS.kind) = "window_metrics"
+make_col granularity:string(FIELDS.window.granularity),
+    window_start:parse_isotime(string(FIELDS.window.start)),
+    model_name:string(FIELDS.model.name),
+    model_version:string(FIELDS.model.version),
+    drift_score:float64(FIELDS.drift.score)
+// 0 = nothing moved, 3 = the alert line (alpha 1e-3 after Bonferroni), capped at 16.
+filter granularity = "hour" and not is_null(drift_score)
+set_valid_from options(max_time_diff:30d), window_start
+// max, not avg: DriftAlarm takes the Maximum of the hour's recomputations.
+timechart 1h, drift_score:max(drift_score), group_by(model_name, model_version)
+
+// --- table: windows that alerted, with the features that moved ----------------------------
+filter OBSERVATION_KIND = "http" and string(EXTRA.path) = "/model-observability"
+filter string(FIELDS.kind) = "window_drift" or string(FIELDS.kind) = "window_metrics"
+// drifted_features, e.g. "luminance,contrast": the EMF line's DriftedFeatures.
+make_col granularity:string(FIELDS.window.granularity),
+    window_start:parse_isotime(string(FIELDS.window.start)),
+    model_version:string(FIELDS.model.version),
+    drift_score:float64(FIELDS.drift.score),
+    drift_alert:bool(FIELDS.drift.alert),
+    drifted_features:array_to_string(array(FIELDS.drift.features), ",")
+filter drift_alert = true
+set_valid_from options(max_time_diff:30d), window_start
+// A window is recomputed every 5 minutes while captures arrive: one row per window and set
+// of features, with its highest score and how many recomputations alerted with that set.
+statsby drift_score:max(drift_score), recomputations:count(),
+    group_by(granularity, window_start, model_version, drifted_features)
+sort desc(window_start)
+
+// --- chart: estimated AP50 (label-free, with its band) vs measured AP50, daily windows ------
+filter OBSERVATION_KIND = "http" and string(EXTRA.path) = "/model-observability"
+// The estimate comes in "window_drift" rows, the measured AP50 in "window_metrics" rows:
+// each row has one side, the other is null, and avg leaves nulls out.
+filter string(FIELDS.kind) = "window_drift" or string(FIELDS.kind) = "window_metrics"
+make_col granularity:string(FIELDS.window.granularity),
+    window_start:parse_isotime(string(FIELDS.window.start)),
+    model_version:string(FIELDS.model.version),
+    ap50:float64(FIELDS.coco.AP50),
+    estimated_ap50:float64(FIELDS.estimated_ap50.value),
+    estimated_ap50_low:float64(FIELDS.estimated_ap50.low),
+    estimated_ap50_high:float64(FIELDS.estimated_ap50.high)
+filter granularity = "day"
+// Not `filter ap50 >= 0`: the estimate matters most for windows whose labels have not come
+// in yet. A measured -1 (no ground truth) becomes null instead.
+make_col ap50:if(ap50 >= 0, ap50, float64_null())
+filter not is_null(ap50) or not is_null(estimated_ap50)
+set_valid_from options(max_time_diff:30d), window_start
+timechart 1d, estimated_ap50:avg(estimated_ap50), estimated_ap50_low:avg(estimated_ap50_low),
+    estimated_ap50_high:avg(estimated_ap50_high), ap50:avg(ap50), group_by(model_version)

@@ -140,6 +140,8 @@ fn predict(b0: f64, b: &[f64; FEATURES.len()], x: &[f64; FEATURES.len()]) -> f64
     b0 + b.iter().zip(x).map(|(b, x)| b * x).sum::<f64>()
 }
 
+// Index loops over small fixed matrices read as the algebra does.
+#[allow(clippy::needless_range_loop)]
 /// Weighted ridge regression on standardised features, mapped back to the
 /// raw features: `(intercept, coefficients)`.
 fn solve(points: &[Point]) -> Option<(f64, [f64; FEATURES.len()])> {
@@ -197,6 +199,7 @@ fn solve(points: &[Point]) -> Option<(f64, [f64; FEATURES.len()])> {
     Some((intercept, coefficients))
 }
 
+#[allow(clippy::needless_range_loop)]
 /// Gaussian elimination with partial pivoting.
 fn gauss<const K: usize>(mut a: [[f64; K]; K], mut b: [f64; K]) -> Option<[f64; K]> {
     for col in 0..K {
@@ -257,30 +260,52 @@ mod tests {
         assert!(c.loo_mae < 0.04, "{c:?}");
         assert!(c.band >= c.loo_mae && c.loo_worst >= c.band);
         // a new window like them: mean top score 0.5, so AP50 about 0.5
-        let mut s = ProfileSummary::default();
-        s.profiled = 50;
-        s.captures = 50;
-        s.top_score_sum = 25.0;
-        s.detections = 72;
-        s.score.counts = vec![0, 0, 0, 43, 0, 29, 0, 0, 0, 0];
-        s.detections_per_capture.counts = vec![14, 36, 0, 0, 0];
-        s.absorbed_sum = 150.0;
+        let s = summary(
+            50,
+            50,
+            25.0,
+            [0, 0, 0, 43, 0, 29, 0, 0, 0, 0],
+            [14, 36, 0, 0, 0],
+            150.0,
+        );
         let e = c.estimate(&s).expect("profiled");
         assert!((e.value - 0.5).abs() < 0.08, "{e:?}");
         assert!(e.low <= e.value && e.value <= e.high);
         assert!(c.estimate(&ProfileSummary::default()).is_none());
     }
 
+    /// A summary with these counts (detections: the score histogram's sum).
+    fn summary(
+        captures: u64,
+        profiled: u64,
+        top_score_sum: f64,
+        score: [u64; 10],
+        per_capture: [u64; 5],
+        absorbed_sum: f64,
+    ) -> ProfileSummary {
+        let mut s = ProfileSummary {
+            captures,
+            profiled,
+            top_score_sum,
+            detections: score.iter().sum(),
+            absorbed_sum,
+            ..ProfileSummary::default()
+        };
+        s.score.counts = score.to_vec();
+        s.detections_per_capture.counts = per_capture.to_vec();
+        s
+    }
+
     #[test]
     fn features_read_the_summary() {
-        let mut s = ProfileSummary::default();
-        s.profiled = 4;
-        s.captures = 5;
-        s.top_score_sum = 2.0;
-        s.detections = 6;
-        s.score.counts = vec![0, 0, 0, 1, 1, 2, 2, 0, 0, 0];
-        s.detections_per_capture.counts = vec![1, 1, 1, 1, 0];
-        s.absorbed_sum = 8.0;
+        let s = summary(
+            5,
+            4,
+            2.0,
+            [0, 0, 0, 1, 1, 2, 2, 0, 0, 0],
+            [1, 1, 1, 1, 0],
+            8.0,
+        );
         let x = features(&s).unwrap();
         assert_eq!(x, [0.5, 4.0 / 6.0, 0.75, 1.5, 2.0]);
     }

@@ -299,6 +299,45 @@ pub struct DriftReport {
     pub detail: Vec<FeatureDrift>,
 }
 
+/// What a window's drift looks like to a reader (`modelobs metrics --json`,
+/// EMF, Observe): the report, and what was tested.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowDriftReport {
+    pub score: f64,
+    pub alert: bool,
+    pub features: Vec<String>,
+    /// Hours tested together (an hour reaches back while small: [`trailing`]).
+    pub hours: usize,
+    /// Profiled captures tested, and in the reference.
+    pub captures: u64,
+    pub reference_captures: u64,
+    /// `ProfileReference::source`.
+    pub reference: String,
+    pub detail: Vec<FeatureDrift>,
+}
+
+impl WindowDriftReport {
+    pub fn new(
+        tested: &ProfileSummary,
+        hours: usize,
+        reference: &ProfileSummary,
+        source: &str,
+        alpha: f64,
+    ) -> Self {
+        let r = compare(tested, reference, alpha);
+        Self {
+            score: r.score,
+            alert: r.alert,
+            features: r.features,
+            hours,
+            captures: tested.profiled,
+            reference_captures: reference.profiled,
+            reference: source.to_string(),
+            detail: r.detail,
+        }
+    }
+}
+
 /// The default family-wise false-alarm rate per window.
 pub const DEFAULT_ALPHA: f64 = 1e-3;
 

@@ -249,9 +249,14 @@ pub fn profile_window(window: &Window, model_version: &str) -> Result<String, Co
     ))
 }
 
-/// The prefix of every hour profile window of `date` (all model versions).
-pub fn profile_hours_on(date: NaiveDate) -> String {
-    format!("{PROFILES}hour/{}T", date.format("%Y-%m-%d"))
+/// The prefix of every profile window of this granularity starting on
+/// `date` (all model versions), like [`window_metrics_on`].
+pub fn profile_windows_on(granularity: Granularity, date: NaiveDate) -> String {
+    let day = date.format("%Y-%m-%d");
+    match granularity {
+        Granularity::Hour => format!("{PROFILES}hour/{day}T"),
+        Granularity::Day => format!("{PROFILES}day/{day}/"),
+    }
 }
 
 /// The prefix of every profile window of this granularity.
@@ -744,11 +749,13 @@ mod tests {
             assert!(key.starts_with(&profile_windows_of(g)));
             assert_eq!(parse_profile_window(&key).unwrap(), (w, "v1".to_string()));
         }
-        assert!(
-            profile_window(&Window::containing(Granularity::Hour, t), "v1")
-                .unwrap()
-                .starts_with(&profile_hours_on(t.date_naive()))
-        );
+        for g in [Granularity::Hour, Granularity::Day] {
+            assert!(
+                profile_window(&Window::containing(g, t), "v1")
+                    .unwrap()
+                    .starts_with(&profile_windows_on(g, t.date_naive()))
+            );
+        }
         assert!(profile_delta(id, t, "../x").is_err());
         assert!(parse_profile_delta("profiles/pending/2026-11-26T22/v1/nope.json").is_err());
         assert!(parse_profile_window("profiles/week/2026-11-26/v1.json").is_err());

@@ -620,6 +620,22 @@ impl Record for ProfileReference {
     const SCHEMA_VERSION: u32 = 1;
 }
 
+/// A window's label-free side, computed when asked (never stored): its
+/// captures, its drift against the version's reference, its estimated AP50.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowDrift {
+    pub window: Window,
+    pub model: ModelRef,
+    /// Captures of this model version in the window, and those with a profile.
+    pub captures: u64,
+    pub profiled: u64,
+    /// `None`: no reference for this version (`modelobs drift reference`).
+    pub drift: Option<crate::drift::WindowDriftReport>,
+    /// `None`: no calibration yet (fewer labelled windows than
+    /// `calibration::MIN_WINDOWS`).
+    pub estimated_ap50: Option<crate::calibration::Estimate>,
+}
+
 impl WindowMetrics {
     /// Accumulates the evaluations of one window and model version. Images
     /// are taken in capture-id order (capture-time order, as ids are UUIDv7).

@@ -2,7 +2,7 @@
 //! (namespace `ModelObservability`). Limits checked here, not by CloudWatch's
 //! silence: at most 100 metrics per directive, 30 dimensions per set.
 
-use modelobs_core::records::{CaptureRecord, ImageEval, WindowMetrics};
+use modelobs_core::records::{CaptureRecord, ImageEval, WindowDrift, WindowMetrics};
 use serde_json::{Map, Value, json};
 
 pub const NAMESPACE: &str = "ModelObservability";
@@ -124,6 +124,36 @@ pub fn window_lines(m: &WindowMetrics) -> Vec<String> {
         }
     }
     lines
+}
+
+/// A window's label-free side: `ProfiledCaptures`, and `DriftScore` /
+/// `DriftAlert` (when the version has a reference) and `EstimatedAP50` with
+/// its band (when it has a calibration), by model and granularity. The
+/// features that moved ride along as `DriftedFeatures` (a property, not a
+/// metric: Logs Insights shows it beside the alarm's datapoint).
+pub fn drift_line(d: &WindowDrift) -> String {
+    let dims = [
+        ("ModelName", d.model.name.as_str()),
+        ("ModelVersion", d.model.version.as_str()),
+        ("Granularity", d.window.granularity.as_str()),
+    ];
+    let mut metrics = vec![("ProfiledCaptures", d.profiled as f64, "Count")];
+    if let Some(r) = &d.drift {
+        metrics.push(("DriftScore", r.score, "None"));
+        metrics.push(("DriftAlert", f64::from(u8::from(r.alert)), "Count"));
+    }
+    if let Some(e) = &d.estimated_ap50 {
+        metrics.push(("EstimatedAP50", e.value, "None"));
+        metrics.push(("EstimatedAP50Low", e.low, "None"));
+        metrics.push(("EstimatedAP50High", e.high, "None"));
+    }
+    let mut event: Value =
+        serde_json::from_str(&line(d.window.start.timestamp_millis(), &dims, &metrics))
+            .expect("line writes JSON");
+    if let Some(r) = &d.drift {
+        event["DriftedFeatures"] = Value::from(r.features.join(","));
+    }
+    event.to_string()
 }
 
 /// One lost capture (the inference function answered, S3 stayed down):

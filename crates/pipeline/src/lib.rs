@@ -16,6 +16,9 @@
 //!   emitted, its windows touched (the metrics function, SQS).
 //! - [`rollup`]: touched windows → `WindowMetrics` from the stored
 //!   evaluations (the rollup function on a schedule; `modelobs rollup`).
+//! - [`profiles`]: every capture's label-free profile folded into hour and
+//!   day windows (the sampler writes, the rollup folds), their drift against
+//!   a reference and an estimated AP50 (`modelobs metrics`, EMF).
 //! - [`sink`], [`emf`], [`observe`]: where evaluations and windows go.
 //! - [`threshold`]: the windows' operating point (`SCORE_THRESHOLD`).
 //! - [`dataset_export`]: labelled captures → a COCO training dataset on disk
@@ -41,6 +44,7 @@ pub mod label_source;
 pub mod labelbox_import;
 pub mod labeling;
 pub mod observe;
+pub mod profiles;
 pub mod registry;
 pub mod rollup;
 pub mod sample;

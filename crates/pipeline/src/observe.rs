@@ -3,7 +3,7 @@
 //! HTTP side (gzip NDJSON, bearer token, retries) is `modelobs_adapters::observe`.
 
 use modelobs_adapters::observe::ObserveClient;
-use modelobs_core::records::{ImageEval, WindowMetrics};
+use modelobs_core::records::{ImageEval, WindowDrift, WindowMetrics};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -42,7 +42,19 @@ pub fn window_observation(window: &WindowMetrics) -> Result<String, SinkError> {
     observation("window_metrics", window, &[])
 }
 
+/// A window's drift (with each feature's test) and estimated AP50.
+pub fn drift_observation(drift: &WindowDrift) -> Result<String, SinkError> {
+    observation("window_drift", drift, &[])
+}
+
 impl MetricsSink for ObserveSink {
+    async fn emit_drift(&self, drift: &WindowDrift) -> Result<(), SinkError> {
+        self.client
+            .send(&[drift_observation(drift)?])
+            .await
+            .map_err(|e| SinkError(e.to_string()))
+    }
+
     async fn emit_image(&self, eval: &ImageEval) -> Result<(), SinkError> {
         self.client
             .send(&[image_observation(eval)?])

@@ -125,6 +125,8 @@ pub struct RollupReport {
     pub failed: Vec<FailedWindow>,
     /// Keys under `windows/touched/` that are not touches: left alone.
     pub foreign_keys: Vec<String>,
+    /// The label-free side: captures' profiles folded into their windows.
+    pub profiles: crate::profiles::FoldReport,
 }
 
 /// The schedule's event carries nothing the rollup needs (the work is in the
@@ -201,6 +203,13 @@ pub async fn run<S: ObjectStore, M: MetricsSink>(
         }
     }
     drop(cache);
+    match crate::profiles::fold(&deps.store, &deps.sink, (deps.now)(), deps.concurrency).await {
+        Ok(folded) => report.profiles = folded,
+        Err(e) => report.failed.push(FailedWindow {
+            window: modelobs_core::keys::PROFILES_PENDING.to_string(),
+            error: e.to_string(),
+        }),
+    }
     let (threshold, now) = (deps.score_threshold, (deps.now)());
     let computed = tokio::task::spawn_blocking(move || {
         use rayon::prelude::*;

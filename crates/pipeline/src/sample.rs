@@ -16,7 +16,9 @@ use aws_lambda_events::event::s3::{S3Event, S3EventRecord};
 use bytes::Bytes;
 use chrono::{DateTime, Duration, Utc};
 use modelobs_adapters::{ObjectStore, PutCondition, PutOutcome, StoreError, StoredObject};
-use modelobs_core::records::{self, CaptureId, CaptureRecord, SampleState, SamplingDecision};
+use modelobs_core::records::{
+    self, CaptureId, CaptureRecord, ProfileDelta, SampleState, SamplingDecision,
+};
 use modelobs_core::sampling::{self, Candidate, QuotaOutcome, SamplingPolicy};
 use modelobs_core::{CoreError, keys};
 use thiserror::Error;
@@ -129,6 +131,10 @@ async fn handle_record<B: LabelingBackend, S: ObjectStore>(
         ))));
     }
 
+    // Its profile, for the label-free windows: before the decision, so a
+    // delivery that fails here is retried with nothing decided yet.
+    record_delta(deps, &capture, &key).await?;
+
     let sample_key = keys::sample(capture.id);
     // Two rounds at most: if another delivery writes the decision between our
     // read and our write, we go on from what it wrote.
@@ -169,6 +175,35 @@ async fn handle_record<B: LabelingBackend, S: ObjectStore>(
         key: sample_key,
         source: StoreError::Transient("the decision kept changing under us".into()),
     })
+}
+
+/// The capture's profile as a pending delta for the label-free windows
+/// (`crate::profiles` folds it), written
+/// once (`If-None-Match`), so a redelivered event changes nothing.
+async fn record_delta<S: ObjectStore>(
+    deps: &Deps<impl LabelingBackend, S>,
+    capture: &CaptureRecord,
+    record_key: &str,
+) -> Result<(), SamplerError> {
+    let key = keys::profile_delta(capture.id, capture.captured_at, &capture.model.version)
+        .map_err(|source| SamplerError::Malformed {
+            key: record_key.to_string(),
+            source,
+        })?;
+    let delta = ProfileDelta {
+        capture_id: capture.id,
+        captured_at: capture.captured_at,
+        model: capture.model.clone(),
+        profile: capture.profile.clone(),
+    };
+    put(
+        deps,
+        &key,
+        Bytes::from(records::to_json(&delta)),
+        PutCondition::IfAbsent,
+    )
+    .await?;
+    Ok(())
 }
 
 /// Claims one slot in each of the candidate's quota units (see `sampling`).

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use modelobs_core::records::{ImageEval, WindowMetrics};
+use modelobs_core::records::{ImageEval, WindowDrift, WindowMetrics};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -35,6 +35,15 @@ pub trait MetricsSink: Send + Sync {
         &self,
         window: &WindowMetrics,
     ) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// A window's label-free side (drift, estimated AP50). Sinks that have
+    /// nothing to do with it need not implement it.
+    fn emit_drift(
+        &self,
+        _drift: &WindowDrift,
+    ) -> impl Future<Output = Result<(), SinkError>> + Send {
+        async { Ok(()) }
+    }
 
     /// Records that another sink (`sink`) failed; only the sink that turns
     /// it into a metric (EMF) does anything.
@@ -65,6 +74,11 @@ impl MetricsSink for EmfSink {
         Ok(())
     }
 
+    async fn emit_drift(&self, drift: &WindowDrift) -> Result<(), SinkError> {
+        println!("{}", crate::emf::drift_line(drift));
+        Ok(())
+    }
+
     async fn count_sink_failure(&self, sink: &str) {
         println!(
             "{}",
@@ -80,6 +94,14 @@ pub struct MemorySink {
 }
 
 impl MetricsSink for MemorySink {
+    async fn emit_drift(&self, drift: &WindowDrift) -> Result<(), SinkError> {
+        self.lines
+            .lock()
+            .unwrap()
+            .push(crate::emf::drift_line(drift));
+        Ok(())
+    }
+
     async fn emit_image(&self, eval: &ImageEval) -> Result<(), SinkError> {
         self.lines
             .lock()
@@ -224,6 +246,16 @@ impl<P: MetricsSink, S: MetricsSink> MetricsSink for Fanout<P, S> {
             None => None,
         };
         self.settle(second, "window").await;
+        Ok(())
+    }
+
+    async fn emit_drift(&self, drift: &WindowDrift) -> Result<(), SinkError> {
+        self.primary.emit_drift(drift).await?;
+        let second = match &self.secondary {
+            Some((_, s)) => Some(self.within_budget(s.emit_drift(drift)).await),
+            None => None,
+        };
+        self.settle(second, "drift").await;
         Ok(())
     }
 

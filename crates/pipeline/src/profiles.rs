@@ -1,0 +1,544 @@
+//! Label-free windows (docs/drift.md): every capture's profile folded into
+//! its hour's `ProfileWindow` of its model version, days summed from their
+//! hours, each window tested for drift against the version's reference and
+//! given an estimated AP50 calibrated on the labelled windows.
+//!
+//! # Each capture record read once
+//!
+//! The sampler reads every capture record anyway; it writes the record's
+//! profile as a small `ProfileDelta` under `profiles/pending/<hour>/<version>/`
+//! (`sample::record_delta`). The rollup ([`fold`]) lists the pending deltas, adds
+//! them to their hour's window (compare-and-swap on the ETag it read), then
+//! deletes exactly the deltas it folded; a day is rewritten as the sum of its
+//! stored hours. Each hour window keeps the ids it folded, so a delta
+//! delivered again after its fold is not counted twice. A run is O(new
+//! captures + touched hours); a query is O(windows), never O(captures).
+//!
+//! # Drift and the estimate, when asked
+//!
+//! [`views`] (`modelobs metrics`) and [`fold`] (EMF for the alarms) test a
+//! window against `profiles/reference/<version>.json`; an hour too small to
+//! test reaches back up to two hours (`drift::trailing`). The AP50 estimate
+//! is fitted on the labelled windows of the same version and granularity
+//! among those asked for (`calibration`), and is `None` until there are
+//! enough of them.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use bytes::Bytes;
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
+use futures_util::{StreamExt, stream};
+use modelobs_adapters::{ObjectStore, PutCondition, PutOutcome, StoreError};
+use modelobs_core::calibration::{self, Calibration, Point};
+use modelobs_core::drift::{self, DEFAULT_ALPHA, ProfileSummary, WindowDriftReport};
+use modelobs_core::records::{
+    self, Granularity, ModelRef, ProfileDelta, ProfileReference, ProfileWindow, Window,
+    WindowDrift, WindowMetrics,
+};
+use modelobs_core::{CoreError, keys};
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::sink::MetricsSink;
+
+#[derive(Debug, Error)]
+pub enum ProfileError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{key}: {source}")]
+    Malformed { key: String, source: CoreError },
+}
+
+fn malformed(key: &str) -> impl FnOnce(CoreError) -> ProfileError + '_ {
+    move |source| ProfileError::Malformed {
+        key: key.to_string(),
+        source,
+    }
+}
+
+/// What one [`fold`] did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct FoldReport {
+    /// Hour windows written, with the deltas folded into each.
+    pub hours: Vec<(String, usize)>,
+    /// Day windows rewritten.
+    pub days: Vec<String>,
+    /// Hours another run wrote while this one read: left for the next run.
+    pub contended: Vec<String>,
+    /// Keys under `profiles/pending/` that are not deltas: left alone.
+    pub foreign_keys: Vec<String>,
+    /// Windows whose drift / estimate went to the sink.
+    pub emitted: usize,
+}
+
+/// Folds every pending delta into its hour, rewrites the touched days, and
+/// sends each touched window's drift to `sink`.
+pub async fn fold<S: ObjectStore, M: MetricsSink>(
+    store: &S,
+    sink: &M,
+    now: DateTime<Utc>,
+    concurrency: usize,
+) -> Result<FoldReport, ProfileError> {
+    let mut report = FoldReport::default();
+    let mut pending: BTreeMap<(DateTime<Utc>, String), Vec<String>> = BTreeMap::new();
+    for o in store.list(keys::PROFILES_PENDING).await? {
+        match keys::parse_profile_delta(&o.key) {
+            Ok((hour, version, _)) => pending
+                .entry((hour.start, version))
+                .or_default()
+                .push(o.key),
+            Err(e) => {
+                tracing::warn!(key = o.key, error = %e, "not a profile delta; left alone");
+                report.foreign_keys.push(o.key);
+            }
+        }
+    }
+    let mut days: BTreeSet<(NaiveDate, String)> = BTreeSet::new();
+    let mut hours_written: Vec<(Window, String)> = Vec::new();
+    for ((start, version), delta_keys) in pending {
+        let hour = Window {
+            granularity: Granularity::Hour,
+            start,
+        };
+        let key = keys::profile_window(&hour, &version).map_err(malformed(&delta_keys[0]))?;
+        let stored = store.get(&key).await?;
+        let (etag, mut window) = match &stored {
+            Some(o) => (
+                Some(o.etag.clone()),
+                Some(records::from_json::<ProfileWindow>(&o.body).map_err(malformed(&key))?),
+            ),
+            None => (None, None),
+        };
+        let deltas: Vec<Result<Option<ProfileDelta>, ProfileError>> = stream::iter(&delta_keys)
+            .map(|k| async move {
+                match store.get(k).await? {
+                    Some(o) => records::from_json::<ProfileDelta>(&o.body)
+                        .map(Some)
+                        .map_err(malformed(k)),
+                    None => Ok(None),
+                }
+            })
+            .buffered(concurrency.max(1))
+            .collect()
+            .await;
+        let mut folded = 0;
+        for delta in deltas {
+            let Some(d) = delta? else { continue };
+            let w = window.get_or_insert_with(|| ProfileWindow {
+                window: hour,
+                model: d.model.clone(),
+                computed_at: now,
+                summary: ProfileSummary::default(),
+                folded: Vec::new(),
+            });
+            if let Err(at) = w.folded.binary_search(&d.capture_id) {
+                w.folded.insert(at, d.capture_id);
+                w.summary.add(d.profile.as_ref());
+                folded += 1;
+            }
+        }
+        let Some(mut window) = window else {
+            // Every delta vanished since the listing (another run folded them).
+            continue;
+        };
+        window.computed_at = now;
+        let condition = etag.map_or(PutCondition::IfAbsent, PutCondition::IfMatch);
+        let body = Bytes::from(records::to_json(&window));
+        match store.put(&key, body, "application/json", condition).await? {
+            PutOutcome::Written { .. } => {
+                for k in &delta_keys {
+                    store.delete(k).await?;
+                }
+                days.insert((start.date_naive(), version.clone()));
+                report.hours.push((key, folded));
+                hours_written.push((hour, version));
+            }
+            PutOutcome::ConditionFailed => {
+                tracing::warn!(
+                    window = key,
+                    "another run wrote this hour; its deltas stay for the next run"
+                );
+                report.contended.push(key);
+            }
+        }
+    }
+    let mut day_windows = Vec::new();
+    for (date, version) in days {
+        let window = write_day(store, date, &version, now).await?;
+        report
+            .days
+            .push(keys::profile_window(&window.window, &version).map_err(malformed(&version))?);
+        day_windows.push(window);
+    }
+    // What the alarms watch: each window this run changed, tested now.
+    let mut references = References::default();
+    let mut drifts = Vec::new();
+    for (hour, version) in hours_written {
+        let recent = hours_before(store, &hour, &version).await?;
+        let Some(current) = recent.first().and_then(|w| w.clone()) else {
+            continue;
+        };
+        let reference = references.get(store, &version).await?;
+        drifts.push(window_drift(&current, &recent, reference, None));
+    }
+    for day in &day_windows {
+        let reference = references.get(store, &day.model.version).await?;
+        drifts.push(window_drift(day, &[Some(day.clone())], reference, None));
+    }
+    for d in &drifts {
+        if let Err(e) = sink.emit_drift(d).await {
+            tracing::warn!(window = %d.window.start, error = %e, "drift not sent; the windows are stored");
+        } else {
+            report.emitted += 1;
+        }
+        if let Some(r) = d.drift.as_ref().filter(|r| r.alert) {
+            tracing::warn!(
+                model_version = d.model.version,
+                granularity = d.window.granularity.as_str(),
+                window = %d.window.start,
+                score = r.score,
+                features = r.features.join(","),
+                "drift alert"
+            );
+        }
+    }
+    Ok(report)
+}
+
+/// Rewrites the day window of `version` on `date` as the sum of its stored hours.
+async fn write_day<S: ObjectStore>(
+    store: &S,
+    date: NaiveDate,
+    version: &str,
+    now: DateTime<Utc>,
+) -> Result<ProfileWindow, ProfileError> {
+    let mut summary = ProfileSummary::default();
+    let mut model = None;
+    for o in store
+        .list(&keys::profile_windows_on(Granularity::Hour, date))
+        .await?
+    {
+        if !keys::parse_profile_window(&o.key).is_ok_and(|(_, v)| v == version) {
+            continue;
+        }
+        if let Some(stored) = store.get(&o.key).await? {
+            let hour: ProfileWindow =
+                records::from_json(&stored.body).map_err(malformed(&o.key))?;
+            summary.merge(&hour.summary);
+            model.get_or_insert(hour.model);
+        }
+    }
+    let day = ProfileWindow {
+        window: Window {
+            granularity: Granularity::Day,
+            start: date.and_time(NaiveTime::MIN).and_utc(),
+        },
+        model: model.unwrap_or_else(|| ModelRef {
+            name: String::new(),
+            version: version.to_string(),
+        }),
+        computed_at: now,
+        summary,
+        folded: Vec::new(),
+    };
+    let key = keys::profile_window(&day.window, version).map_err(malformed(version))?;
+    // A function of the stored hours: whoever writes last wrote a sum of them.
+    store
+        .put(
+            &key,
+            Bytes::from(records::to_json(&day)),
+            "application/json",
+            PutCondition::Always,
+        )
+        .await?;
+    Ok(day)
+}
+
+/// The hour window and the hours before it, newest first (`None`: not stored).
+async fn hours_before<S: ObjectStore>(
+    store: &S,
+    hour: &Window,
+    version: &str,
+) -> Result<Vec<Option<ProfileWindow>>, ProfileError> {
+    let mut out = Vec::with_capacity(drift::MAX_TRAILING_HOURS);
+    for back in 0..drift::MAX_TRAILING_HOURS {
+        let w = Window {
+            granularity: Granularity::Hour,
+            start: hour.start - Duration::hours(back as i64),
+        };
+        let key = keys::profile_window(&w, version).map_err(malformed(version))?;
+        out.push(match store.get(&key).await? {
+            Some(o) => Some(records::from_json(&o.body).map_err(malformed(&key))?),
+            None => None,
+        });
+    }
+    Ok(out)
+}
+
+/// References read once per version and run.
+#[derive(Default)]
+struct References(HashMap<String, Option<ProfileReference>>);
+
+impl References {
+    async fn get<S: ObjectStore>(
+        &mut self,
+        store: &S,
+        version: &str,
+    ) -> Result<Option<&ProfileReference>, ProfileError> {
+        if !self.0.contains_key(version) {
+            let found = read_reference(store, version).await?;
+            self.0.insert(version.to_string(), found);
+        }
+        Ok(self.0[version].as_ref())
+    }
+}
+
+/// The stored reference of `version`, if any.
+pub async fn read_reference<S: ObjectStore>(
+    store: &S,
+    version: &str,
+) -> Result<Option<ProfileReference>, ProfileError> {
+    let key = keys::profile_reference(version).map_err(malformed(version))?;
+    match store.get(&key).await? {
+        Some(o) => Ok(Some(records::from_json(&o.body).map_err(malformed(&key))?)),
+        None => Ok(None),
+    }
+}
+
+/// Stores `reference` as its version's reference (replacing any).
+pub async fn write_reference<S: ObjectStore>(
+    store: &S,
+    reference: &ProfileReference,
+) -> Result<String, ProfileError> {
+    let key = keys::profile_reference(&reference.model.version)
+        .map_err(malformed(&reference.model.version))?;
+    store
+        .put(
+            &key,
+            Bytes::from(records::to_json(reference)),
+            "application/json",
+            PutCondition::Always,
+        )
+        .await?;
+    Ok(key)
+}
+
+/// `window`'s label-free side. `recent` is the window and (hours) the hours
+/// before it, newest first; `calibration` the version's, if fitted.
+fn window_drift(
+    window: &ProfileWindow,
+    recent: &[Option<ProfileWindow>],
+    reference: Option<&ProfileReference>,
+    calibration: Option<&Calibration>,
+) -> WindowDrift {
+    let drift = reference.map(|r| {
+        let (tested, hours) =
+            drift::trailing(recent.iter().map(|w| w.as_ref().map(|w| &w.summary)));
+        WindowDriftReport::new(&tested, hours, &r.summary, &r.source, DEFAULT_ALPHA)
+    });
+    WindowDrift {
+        window: window.window,
+        model: window.model.clone(),
+        captures: window.summary.captures,
+        profiled: window.summary.profiled,
+        drift,
+        estimated_ap50: calibration.and_then(|c| c.estimate(&window.summary)),
+    }
+}
+
+/// The profile windows of `granularity` starting in `[from, to)`.
+pub async fn query<S: ObjectStore>(
+    store: &S,
+    granularity: Granularity,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    model_version: Option<&str>,
+) -> Result<Vec<ProfileWindow>, ProfileError> {
+    let mut out = Vec::new();
+    let mut date = from.date_naive();
+    while date.and_time(NaiveTime::MIN).and_utc() < to {
+        for o in store
+            .list(&keys::profile_windows_on(granularity, date))
+            .await?
+        {
+            let Ok((window, version)) = keys::parse_profile_window(&o.key) else {
+                continue;
+            };
+            let wanted = from <= window.start
+                && window.start < to
+                && model_version.is_none_or(|v| v == version);
+            if !wanted {
+                continue;
+            }
+            if let Some(stored) = store.get(&o.key).await? {
+                out.push(records::from_json(&stored.body).map_err(malformed(&o.key))?);
+            }
+        }
+        let Some(next) = date.succ_opt() else { break };
+        date = next;
+    }
+    out.sort_by(|a: &ProfileWindow, b| {
+        (a.window.start, &a.model.version).cmp(&(b.window.start, &b.model.version))
+    });
+    Ok(out)
+}
+
+/// One window as `modelobs metrics --json` prints it: the measured figures
+/// (zero labelled images where none are), and the label-free side.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct WindowView {
+    #[serde(flatten)]
+    pub metrics: WindowMetrics,
+    pub drift: Option<drift::WindowDriftReport>,
+    pub estimated_ap50: Option<calibration::Estimate>,
+    /// The estimate's calibration: labelled windows fitted on and their
+    /// leave-one-out error.
+    pub calibration: Option<CalibrationInfo>,
+    pub profiled_captures: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct CalibrationInfo {
+    pub windows: usize,
+    pub loo_mae: f64,
+    pub loo_worst: f64,
+    pub band: f64,
+}
+
+/// A window's measured figures and profile, either possibly absent.
+type Row<'a> = (Option<WindowMetrics>, Option<&'a ProfileWindow>);
+
+/// Every window of `granularity` in `[from, to)`, labelled (`labelled`, as
+/// stored by the rollup) or not (a profile window alone), with its drift and
+/// estimated AP50. Captures (and so label coverage) are counted per model
+/// version wherever a profile window exists.
+pub async fn views<S: ObjectStore>(
+    store: &S,
+    granularity: Granularity,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    model_version: Option<&str>,
+    labelled: Vec<WindowMetrics>,
+    score_threshold: f64,
+) -> Result<Vec<WindowView>, ProfileError> {
+    // Hours reach back: read the two hours before `from` too.
+    let reach = match granularity {
+        Granularity::Hour => Duration::hours(drift::MAX_TRAILING_HOURS as i64 - 1),
+        Granularity::Day => Duration::zero(),
+    };
+    let profiles = query(store, granularity, from - reach, to, model_version).await?;
+    let by_key: HashMap<(DateTime<Utc>, String), ProfileWindow> = profiles
+        .into_iter()
+        .map(|p| ((p.window.start, p.model.version.clone()), p))
+        .collect();
+    let mut rows: BTreeMap<(DateTime<Utc>, String), Row> = BTreeMap::new();
+    for m in labelled {
+        rows.insert((m.window.start, m.model.version.clone()), (Some(m), None));
+    }
+    for (k, p) in &by_key {
+        if k.0 >= from {
+            rows.entry(k.clone()).or_insert((None, None)).1 = Some(p);
+        }
+    }
+    // Calibrations per version, on the labelled windows asked for.
+    let mut points: HashMap<&str, Vec<Point>> = HashMap::new();
+    for (m, p) in rows.values() {
+        if let (Some(m), Some(p)) = (m, p)
+            && m.images_labelled > 0
+            && m.coco.ap50 >= 0.0
+            && let Some(x) = calibration::features(&p.summary)
+        {
+            points
+                .entry(p.model.version.as_str())
+                .or_default()
+                .push(Point {
+                    x,
+                    ap50: m.coco.ap50,
+                    weight: f64::from(m.images_labelled),
+                });
+        }
+    }
+    let calibrations: HashMap<&str, Calibration> = points
+        .iter()
+        .filter_map(|(v, pts)| Calibration::fit(pts).map(|c| (*v, c)))
+        .collect();
+    let mut references = References::default();
+    let mut out = Vec::with_capacity(rows.len());
+    for ((start, version), (measured, profile)) in &rows {
+        let reference = references.get(store, version).await?;
+        let calibration = calibrations.get(version.as_str());
+        let side = profile.map(|p| {
+            let recent: Vec<Option<ProfileWindow>> = (0..drift::MAX_TRAILING_HOURS)
+                .map(|back| match granularity {
+                    Granularity::Hour => by_key
+                        .get(&(*start - Duration::hours(back as i64), version.clone()))
+                        .cloned(),
+                    Granularity::Day => (back == 0).then(|| p.clone()),
+                })
+                .collect();
+            window_drift(p, &recent, reference, calibration)
+        });
+        let mut metrics = match measured {
+            Some(m) => m.clone(),
+            None => {
+                let p = profile.expect("a row has a window or a profile");
+                WindowMetrics::compute(
+                    p.window,
+                    p.model.clone(),
+                    &[],
+                    0,
+                    score_threshold,
+                    p.computed_at,
+                )
+                .map_err(malformed(version))?
+            }
+        };
+        if let Some(p) = profile {
+            metrics.captures_in_window = p.summary.captures;
+            metrics.label_coverage = (p.summary.captures > 0)
+                .then(|| f64::from(metrics.images_labelled) / p.summary.captures as f64);
+        }
+        out.push(WindowView {
+            metrics,
+            drift: side.as_ref().and_then(|s| s.drift.clone()),
+            estimated_ap50: side.as_ref().and_then(|s| s.estimated_ap50),
+            calibration: calibration.map(|c| CalibrationInfo {
+                windows: c.windows,
+                loo_mae: c.loo_mae,
+                loo_worst: c.loo_worst,
+                band: c.band,
+            }),
+            profiled_captures: profile.map_or(0, |p| p.summary.profiled),
+        });
+    }
+    Ok(out)
+}
+
+/// A reference from the stored hour windows of `version` in `[from, to)`:
+/// a range of captures known to be good, pinned.
+pub async fn reference_from_range<S: ObjectStore>(
+    store: &S,
+    version: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Option<ProfileReference>, ProfileError> {
+    let hours = query(store, Granularity::Hour, from, to, Some(version)).await?;
+    let Some(first) = hours.first() else {
+        return Ok(None);
+    };
+    let mut summary = ProfileSummary::default();
+    for h in &hours {
+        summary.merge(&h.summary);
+    }
+    Ok(Some(ProfileReference {
+        model: first.model.clone(),
+        source: format!(
+            "captures {}..{}",
+            from.format("%Y-%m-%dT%H:%M"),
+            to.format("%Y-%m-%dT%H:%M")
+        ),
+        created_at: now,
+        summary,
+    }))
+}
