@@ -110,6 +110,10 @@ start_dev "$work/dev.log"
 grep -E "^  (predict|health|webhook)" "$work/dev.log"
 echo "   (router and function logs: $work/dev*.log)"
 
+say "drift reference: the serving model on the clean train split (what every window is tested against)"
+"$MODELOBS" drift reference --dataset datasets/animals --dataset datasets/composites --split train \
+  --model models/nanodet --out "$work/reference.json"
+
 start="$(date -u -d "$((DAYS + SHADOW_DAYS + SERVE_DAYS)) days ago" +%F)"
 end="$(date -u +%F)"
 drift_last="$(day_after "$start" $((DAYS - 1)))"
@@ -120,6 +124,11 @@ days_of_traffic "$DAYS" "$start" "$DRIFT"
 "$MODELOBS" metrics --from "$start" --to "$drift_last" --granularity day --model-version "$base_version" \
   --json >"$work/windows-drift.json"
 python3 scripts/check_drift.py "$work/windows-drift.json" --drift "$DRIFT"
+"$MODELOBS" metrics --from "$start" --to "$drift_last" --granularity hour --model-version "$base_version" \
+  --json >"$work/windows-drift-hour.json"
+say "label-free: drift alerts and the estimated AP50 against the schedule"
+python3 scripts/check_label_free.py "$work/windows-drift-hour.json" "$work/windows-drift.json" \
+  --drift "$DRIFT" --start "$start" | tee "$work/label-free.txt"
 
 say "dataset: the labelled captures as a training set (COCO, $work/export)"
 retrain_started=$SECONDS

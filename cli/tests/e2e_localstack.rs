@@ -19,7 +19,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use modelobs_adapters::ObjectStore;
 use modelobs_adapters::s3::S3Store;
 use modelobs_adapters::{RetryPolicy, Retrying};
-use modelobs_core::records::{self, CaptureRecord, ImageEval, WindowMetrics};
+use modelobs_core::records::{
+    self, CaptureRecord, Granularity, ImageEval, ProfileWindow, Window, WindowMetrics,
+};
 use modelobs_core::{classes, keys};
 use serde_json::{Value, json};
 use support::dev::Dev;
@@ -468,6 +470,84 @@ async fn the_whole_loop_from_predict_to_window() {
     let day_ap50 =
         assert_day_windows(&store, &work, &truth, &captures, &days, &version, per_day).await;
     println!("AP50 by day: {day_ap50:?}");
+
+    // AND the label-free side: every capture's profile folded into its day's
+    // window of the serving version (the sampler wrote each delta, the rollup
+    // folded them), none left pending; a reference pinned on the first day;
+    // `modelobs metrics --json` gives both days their drift against it
+    for d in &days {
+        let w = Window {
+            granularity: Granularity::Day,
+            start: d.and_time(chrono::NaiveTime::MIN).and_utc(),
+        };
+        let p: ProfileWindow = get_json(&store, &keys::profile_window(&w, &version).unwrap()).await;
+        assert_eq!(
+            (p.summary.captures, p.summary.profiled),
+            (per_day as u64, per_day as u64),
+            "{d}"
+        );
+    }
+    let pending = keys_under(&store, keys::PROFILES_PENDING).await;
+    assert!(
+        !pending
+            .iter()
+            .any(|k| days.iter().any(|d| k.contains(&d.to_string()))),
+        "{pending:?}"
+    );
+    let (from, to) = (days[0].to_string(), days[1].to_string());
+    let pinned = modelobs(
+        &[
+            "drift",
+            "reference",
+            "--from",
+            &from,
+            "--to",
+            &from,
+            "--model-version",
+            &version,
+            "--bucket",
+            &env.bucket,
+        ],
+        &[],
+    );
+    assert!(pinned.contains(&format!("{per_day} captures")), "{pinned}");
+    let printed = modelobs(
+        &[
+            "metrics",
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--granularity",
+            "day",
+            "--model-version",
+            &version,
+            "--json",
+            "--bucket",
+            &env.bucket,
+        ],
+        &[],
+    );
+    let views: Vec<Value> = serde_json::from_str(&printed).unwrap();
+    assert_eq!(views.len(), 2, "{printed}");
+    for v in &views {
+        assert_eq!(v["drift"]["captures"], per_day, "{v}");
+        assert!(
+            v["drift"]["reference"]
+                .as_str()
+                .unwrap()
+                .starts_with("captures "),
+            "{v}"
+        );
+        assert_eq!(
+            v["captures_in_window"], per_day,
+            "this version's captures: {v}"
+        );
+    }
+    assert_eq!(
+        views[0]["drift"]["alert"], false,
+        "the reference day against itself"
+    );
 
     // AND the shadow answered every capture, under its own version, on the same images:
     // its windows equal `modelobs eval` on its own detections against the same labels
