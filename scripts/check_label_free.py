@@ -95,14 +95,14 @@ def main():
         )
         if args.require_alert_within_h is not None and delay > args.require_alert_within_h:
             failed = True
-    labelled = [w for w in days if w["images_labelled"] > 0 and w["coco"]["ap50"] >= 0]
+    labelled = [w for w in days if w["images_labelled"] > 0 and w["coco"]["AP50"] >= 0]
     cal = next((w["calibration"] for w in days if w.get("calibration")), None)
     if cal:
         print(
             f"estimated AP50, day windows: leave-one-out over {cal['windows']} labelled days: "
             f"MAE {cal['loo_mae']:.3f}, worst {cal['loo_worst']:.3f}, band ±{cal['band']:.3f}"
         )
-        errs = [abs(w["estimated_ap50"]["value"] - w["coco"]["ap50"]) for w in labelled if w.get("estimated_ap50")]
+        errs = [abs(w["estimated_ap50"]["value"] - w["coco"]["AP50"]) for w in labelled if w.get("estimated_ap50")]
         if errs:
             print(f"  in-sample: MAE {sum(errs) / len(errs):.3f}, worst {max(errs):.3f}")
     else:
@@ -115,9 +115,9 @@ def measured_alarm(days, phase, threshold):
     run = 0
     for w in days:
         t = parse_time(w["window"]["start"])
-        if t < phase[1] or w["images_labelled"] == 0 or w["coco"]["ap50"] < 0:
+        if t < phase[1] or w["images_labelled"] == 0 or w["coco"]["AP50"] < 0:
             continue
-        run = run + 1 if w["coco"]["ap50"] < threshold else 0
+        run = run + 1 if w["coco"]["AP50"] < threshold else 0
         if run == 2:
             return t + dt.timedelta(days=1)
     return None

@@ -17,7 +17,7 @@
 #      SHADOW_DAYS (2) and SERVE_DAYS (2): days after the retrain, under DRIFT's last phase,
 #      with the candidate as shadow, then serving; RETRAIN (1; 0 stops after the export),
 #      PROMOTE (auto: only on a "better" verdict; always), TRAIN_ARGS (finetune.py options),
-#      SAMPLE_RATE (share of captures labelled uniformly, 0.5), PORT (9000), OUT (report.html),
+#      SAMPLE_RATE (share of captures labelled uniformly, 0.5), SEED (simulate's, 1), PORT (9000), OUT (report.html),
 #      KEEP (0), MODELOBS (target/debug/modelobs: `make bins`, the build `modelobs dev` reuses).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +31,7 @@ RETRAIN="${RETRAIN:-1}"
 PROMOTE="${PROMOTE:-auto}"
 TRAIN_ARGS="${TRAIN_ARGS:-}"
 SAMPLE_RATE="${SAMPLE_RATE:-0.5}"
+SEED="${SEED:-1}"
 PORT="${PORT:-9000}"
 OUT="${OUT:-report.html}"
 KEEP="${KEEP:-0}"
@@ -80,7 +81,7 @@ start_dev() {
 
 # days_of_traffic N START DRIFT: simulate, label what the sampler picked, roll up.
 days_of_traffic() {
-  "$MODELOBS" simulate --days "$1" --rate "$RATE" --drift "$3" --start "$2" --split train \
+  "$MODELOBS" simulate --days "$1" --rate "$RATE" --drift "$3" --start "$2" --split train --seed "$SEED" \
     --target "http://127.0.0.1:$PORT/lambda-url/inference/predict" --truth-out "$work/truth.jsonl"
   say "label: the oracle answers what the sampler queued, through the signed webhook"
   "$MODELOBS" label --oracle --truth "$work/truth.jsonl" --idle-s 15 \

@@ -366,7 +366,8 @@ pub fn compare(window: &ProfileSummary, reference: &ProfileSummary, alpha: f64) 
         .map(|d| d.feature.clone())
         .collect();
     DriftReport {
-        score: (-min_p.max(1e-16).log10()).clamp(0.0, 16.0),
+        // `+ 0.0`: a window where nothing moved scores 0, not -0
+        score: (-min_p.max(1e-16).log10()).clamp(0.0, 16.0) + 0.0,
         alert: !features.is_empty(),
         features,
         detail,
