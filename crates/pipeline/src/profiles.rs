@@ -67,6 +67,8 @@ pub struct FoldReport {
     pub contended: Vec<String>,
     /// Keys under `profiles/pending/` that are not deltas: left alone.
     pub foreign_keys: Vec<String>,
+    /// Deltas that do not parse: left in place, the others folded.
+    pub malformed: Vec<String>,
     /// Windows whose drift / estimate went to the sink.
     pub emitted: usize,
 }
@@ -109,21 +111,38 @@ pub async fn fold<S: ObjectStore, M: MetricsSink>(
             ),
             None => (None, None),
         };
-        let deltas: Vec<Result<Option<ProfileDelta>, ProfileError>> = stream::iter(&delta_keys)
-            .map(|k| async move {
-                match store.get(k).await? {
-                    Some(o) => records::from_json::<ProfileDelta>(&o.body)
-                        .map(Some)
-                        .map_err(malformed(k)),
-                    None => Ok(None),
-                }
-            })
-            .buffered(concurrency.max(1))
-            .collect()
-            .await;
+        let deltas: Vec<(&String, Result<Option<ProfileDelta>, ProfileError>)> =
+            stream::iter(&delta_keys)
+                .map(|k| async move {
+                    let read = match store.get(k).await {
+                        Ok(Some(o)) => records::from_json::<ProfileDelta>(&o.body)
+                            .map(Some)
+                            .map_err(malformed(k)),
+                        Ok(None) => Ok(None),
+                        Err(e) => Err(e.into()),
+                    };
+                    (k, read)
+                })
+                .buffered(concurrency.max(1))
+                .collect()
+                .await;
         let mut folded = 0;
-        for delta in deltas {
-            let Some(d) = delta? else { continue };
+        // What this run may delete: the deltas it folded (or found folded
+        // already). A malformed one stays where it is, reported, and does
+        // not hold up the rest.
+        let mut consumed = Vec::with_capacity(deltas.len());
+        for (k, delta) in deltas {
+            let d = match delta {
+                Ok(Some(d)) => d,
+                Ok(None) => continue,
+                Err(ProfileError::Malformed { key, source }) => {
+                    tracing::error!(key, error = %source, "malformed profile delta; left in place");
+                    report.malformed.push(key);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            consumed.push(k);
             let w = window.get_or_insert_with(|| ProfileWindow {
                 window: hour,
                 model: d.model.clone(),
@@ -146,7 +165,7 @@ pub async fn fold<S: ObjectStore, M: MetricsSink>(
         let body = Bytes::from(records::to_json(&window));
         match store.put(&key, body, "application/json", condition).await? {
             PutOutcome::Written { .. } => {
-                for k in &delta_keys {
+                for k in consumed {
                     store.delete(k).await?;
                 }
                 days.insert((start.date_naive(), version.clone()));

@@ -195,6 +195,29 @@ async fn hours_are_the_sum_of_their_captures_whatever_is_delivered_twice() {
             .unwrap()
             .is_empty()
     );
+    // AND a delta that does not parse stays, reported, without holding up the others
+    let bad = keys::profile_delta(caps[0].id, at(0, 1), VERSION)
+        .unwrap()
+        .replace(
+            &caps[0].id.to_string(),
+            "019ac1f2-0000-7000-8000-0000000000ff",
+        );
+    put(&d.store, &bad, b"{not json".to_vec()).await;
+    let late = capture(50, at(1, 30), 0.4, VERSION);
+    arrive(&d, &late).await;
+    let with_bad = rollup::run(&r).await.unwrap();
+    assert_eq!(with_bad.profiles.malformed, [bad.clone()]);
+    assert_eq!(
+        window(&d.store, hour(1), VERSION)
+            .await
+            .unwrap()
+            .summary
+            .captures,
+        4
+    );
+    assert_eq!(d.store.list(keys::PROFILES_PENDING).await.unwrap().len(), 1);
+    d.store.delete(&bad).await.unwrap();
+
     // AND a third run with nothing new writes nothing
     let third = rollup::run(&r).await.unwrap();
     assert!(third.profiles.hours.is_empty() && third.profiles.days.is_empty());
