@@ -206,7 +206,7 @@ async fn hours_are_the_sum_of_their_captures_whatever_is_delivered_twice() {
     let late = capture(50, at(1, 30), 0.4, VERSION);
     arrive(&d, &late).await;
     let with_bad = rollup::run(&r).await.unwrap();
-    assert_eq!(with_bad.profiles.malformed, [bad.clone()]);
+    assert_eq!(with_bad.profiles.malformed, std::slice::from_ref(&bad));
     assert_eq!(
         window(&d.store, hour(1), VERSION)
             .await
