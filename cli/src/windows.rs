@@ -3,12 +3,11 @@
 //! flattened, with each window's label-free side (`drift`, `estimated_ap50`,
 //! `calibration`, `profiled_captures`: `modelobs_pipeline::profiles::views`).
 
-use anyhow::Context;
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc};
 use clap::{Args, ValueEnum};
 use modelobs_adapters::ObjectStore;
-use modelobs_core::keys;
-use modelobs_core::records::{self, Granularity, WindowMetrics};
+
+use modelobs_core::records::{Granularity, WindowMetrics};
 
 use modelobs_pipeline::profiles::{self, WindowView};
 use modelobs_pipeline::threshold::DEFAULT_SCORE_THRESHOLD;
@@ -102,31 +101,7 @@ pub async fn query<S: ObjectStore>(
     to: DateTime<Utc>,
     model_version: Option<&str>,
 ) -> anyhow::Result<Vec<WindowMetrics>> {
-    let mut windows = Vec::new();
-    let mut date = from.date_naive();
-    while date.and_time(chrono::NaiveTime::MIN).and_utc() < to {
-        let prefix = keys::window_metrics_on(granularity, date);
-        for object in store.list(&prefix).await? {
-            let stored = store
-                .get(&object.key)
-                .await?
-                .with_context(|| format!("{} vanished while listing", object.key))?;
-            let m: WindowMetrics = records::from_json(&stored.body)
-                .with_context(|| format!("reading {}", object.key))?;
-            let wanted = m.window.granularity == granularity
-                && from <= m.window.start
-                && m.window.start < to
-                && model_version.is_none_or(|v| v == m.model.version);
-            if wanted {
-                windows.push(m);
-            }
-        }
-        date = date.succ_opt().context("date out of range")?;
-    }
-    windows.sort_by(|a, b| {
-        (a.window.start, &a.model.version).cmp(&(b.window.start, &b.model.version))
-    });
-    Ok(windows)
+    Ok(profiles::stored_metrics(store, granularity, from, to, model_version).await?)
 }
 
 fn num(v: f64) -> String {
@@ -263,6 +238,7 @@ mod tests {
     use modelobs_adapters::PutCondition;
     use modelobs_adapters::memory::MemoryStore;
     use modelobs_core::records::{CaptureRecord, GroundTruth, ImageEval, ModelRef, Window};
+    use modelobs_core::{keys, records};
 
     const CAPTURE: &[u8] = include_bytes!("../../events/records/capture-record.json");
     const TRUTH: &[u8] = include_bytes!("../../events/records/ground-truth.json");

@@ -192,6 +192,7 @@ pub async fn fold<S: ObjectStore, M: MetricsSink>(
     // What the alarms watch: each window this run changed, tested now.
     let mut references = References::default();
     let mut drifts = Vec::new();
+    let mut summaries = Vec::new();
     for (hour, version) in hours_written {
         let recent = hours_before(store, &hour, &version).await?;
         let Some(current) = recent.first().and_then(|w| w.clone()) else {
@@ -199,10 +200,22 @@ pub async fn fold<S: ObjectStore, M: MetricsSink>(
         };
         let reference = references.get(store, &version).await?;
         drifts.push(window_drift(&current, &recent, reference, None));
+        summaries.push(current.summary);
     }
     for day in &day_windows {
         let reference = references.get(store, &day.model.version).await?;
         drifts.push(window_drift(day, &[Some(day.clone())], reference, None));
+        summaries.push(day.summary.clone());
+    }
+    // The estimate, where the version has enough labelled windows of late.
+    let mut calibrations: HashMap<(String, Granularity), Option<Calibration>> = HashMap::new();
+    for (d, summary) in drifts.iter_mut().zip(&summaries) {
+        let k = (d.model.version.clone(), d.window.granularity);
+        if !calibrations.contains_key(&k) {
+            let c = recent_calibration(store, &k.0, k.1, now + Duration::days(1)).await?;
+            calibrations.insert(k.clone(), c);
+        }
+        d.estimated_ap50 = calibrations[&k].as_ref().and_then(|c| c.estimate(summary));
     }
     for d in &drifts {
         if let Err(e) = sink.emit_drift(d).await {
@@ -365,6 +378,85 @@ fn window_drift(
     }
 }
 
+/// The stored `WindowMetrics` (labelled windows) of `granularity` starting
+/// in `[from, to)`, by start then version.
+pub async fn stored_metrics<S: ObjectStore>(
+    store: &S,
+    granularity: Granularity,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    model_version: Option<&str>,
+) -> Result<Vec<WindowMetrics>, ProfileError> {
+    let mut windows = Vec::new();
+    let mut date = from.date_naive();
+    while date.and_time(NaiveTime::MIN).and_utc() < to {
+        for object in store
+            .list(&keys::window_metrics_on(granularity, date))
+            .await?
+        {
+            let Some(stored) = store.get(&object.key).await? else {
+                continue; // deleted since the listing (its labels were)
+            };
+            let m: WindowMetrics =
+                records::from_json(&stored.body).map_err(malformed(&object.key))?;
+            let wanted = m.window.granularity == granularity
+                && from <= m.window.start
+                && m.window.start < to
+                && model_version.is_none_or(|v| v == m.model.version);
+            if wanted {
+                windows.push(m);
+            }
+        }
+        let Some(next) = date.succ_opt() else { break };
+        date = next;
+    }
+    windows.sort_by(|a, b| {
+        (a.window.start, &a.model.version).cmp(&(b.window.start, &b.model.version))
+    });
+    Ok(windows)
+}
+
+/// A labelled window with its profile: one point to calibrate on.
+fn point(m: &WindowMetrics, p: &ProfileWindow) -> Option<Point> {
+    (m.images_labelled > 0 && m.coco.ap50 >= 0.0).then_some(())?;
+    Some(Point {
+        x: calibration::features(&p.summary)?,
+        ap50: m.coco.ap50,
+        weight: f64::from(m.images_labelled),
+    })
+}
+
+/// How far back the rollup looks for labelled windows to calibrate on.
+fn calibration_span(granularity: Granularity) -> Duration {
+    match granularity {
+        Granularity::Hour => Duration::days(7),
+        Granularity::Day => Duration::days(60),
+    }
+}
+
+/// The rollup's calibration of `version` at `granularity`: fitted on the
+/// labelled windows of the last [`calibration_span`] before `until`.
+async fn recent_calibration<S: ObjectStore>(
+    store: &S,
+    version: &str,
+    granularity: Granularity,
+    until: DateTime<Utc>,
+) -> Result<Option<Calibration>, ProfileError> {
+    let from = until - calibration_span(granularity);
+    let labelled = stored_metrics(store, granularity, from, until, Some(version)).await?;
+    if labelled.len() < calibration::MIN_WINDOWS {
+        return Ok(None);
+    }
+    let windows = query(store, granularity, from, until, Some(version)).await?;
+    let by_start: HashMap<DateTime<Utc>, &ProfileWindow> =
+        windows.iter().map(|w| (w.window.start, w)).collect();
+    let points: Vec<Point> = labelled
+        .iter()
+        .filter_map(|m| point(m, by_start.get(&m.window.start)?))
+        .collect();
+    Ok(Calibration::fit(&points))
+}
+
 /// The profile windows of `granularity` starting in `[from, to)`.
 pub async fn query<S: ObjectStore>(
     store: &S,
@@ -463,18 +555,9 @@ pub async fn views<S: ObjectStore>(
     let mut points: HashMap<&str, Vec<Point>> = HashMap::new();
     for (m, p) in rows.values() {
         if let (Some(m), Some(p)) = (m, p)
-            && m.images_labelled > 0
-            && m.coco.ap50 >= 0.0
-            && let Some(x) = calibration::features(&p.summary)
+            && let Some(pt) = point(m, p)
         {
-            points
-                .entry(p.model.version.as_str())
-                .or_default()
-                .push(Point {
-                    x,
-                    ap50: m.coco.ap50,
-                    weight: f64::from(m.images_labelled),
-                });
+            points.entry(p.model.version.as_str()).or_default().push(pt);
         }
     }
     let calibrations: HashMap<&str, Calibration> = points

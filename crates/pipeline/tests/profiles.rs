@@ -18,6 +18,7 @@ use modelobs_core::keys;
 use modelobs_core::profile::{CaptureProfile, ImageSignals, NmsSignals};
 use modelobs_core::records::{
     self, CaptureId, CaptureRecord, Granularity, ModelRef, ProfileReference, ProfileWindow, Window,
+    WindowMetrics,
 };
 use modelobs_core::sampling::SamplingPolicy;
 use modelobs_pipeline::labeling::LocalQueue;
@@ -328,4 +329,80 @@ async fn a_dark_stretch_alerts_without_labels_and_clean_hours_do_not() {
     assert_eq!(other.len(), 1);
     assert_eq!(other[0].drift, None);
     assert_eq!(other[0].metrics.captures_in_window, 1);
+}
+
+#[tokio::test]
+async fn the_rollup_estimates_ap50_once_enough_days_are_labelled() {
+    let d = deps();
+    // GIVEN six labelled days before, whose AP50 follows their mean top score
+    let ap50_of = |top: f64| 1.2 * top - 0.2;
+    for back in 1..=6 {
+        let start = at(0, 0) - Duration::days(back);
+        let window = Window::containing(Granularity::Day, start);
+        let top = 0.4 + 0.07 * back as f64;
+        let mut summary = ProfileSummary::default();
+        let mut model = None;
+        for n in 0..10 {
+            let mut c = capture(n, start, 0.5, VERSION);
+            c.profile.as_mut().unwrap().top_score = top + 0.01 * f64::from(n % 3);
+            summary.add(c.profile.as_ref());
+            model = Some(c.model);
+        }
+        let model = model.unwrap();
+        let profile = ProfileWindow {
+            window,
+            model: model.clone(),
+            computed_at: now(),
+            summary,
+            folded: Vec::new(),
+        };
+        put(
+            &d.store,
+            &keys::profile_window(&window, VERSION).unwrap(),
+            records::to_json(&profile),
+        )
+        .await;
+        let mut m = WindowMetrics::compute(window, model, &[], 10, 0.35, now()).unwrap();
+        m.images_labelled = 10;
+        m.coco.ap50 = ap50_of(top + 0.01);
+        put(
+            &d.store,
+            &keys::window_metrics(&window, VERSION).unwrap(),
+            records::to_json(&m),
+        )
+        .await;
+    }
+    // WHEN today's captures arrive, none labelled, and the rollup folds them
+    for n in 0..4 {
+        let mut c = capture(100 + n, at(3, i64::from(n) * 10), 0.5, VERSION);
+        c.profile.as_mut().unwrap().top_score = 0.6;
+        arrive(&d, &c).await;
+    }
+    let r = rollup_deps(d.store.clone());
+    rollup::run(&r).await.unwrap();
+
+    // THEN the day's EMF line carries the estimate and its band; the hour's
+    // none (no labelled hour to calibrate on)
+    let lines: Vec<serde_json::Value> = r
+        .sink
+        .lines
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &serde_json::Value| v.get("ProfiledCaptures").is_some())
+        .collect();
+    let day = lines
+        .iter()
+        .find(|v| v["Granularity"] == "day")
+        .expect("a day line");
+    let estimate = day["EstimatedAP50"].as_f64().expect("an estimate");
+    assert!((estimate - ap50_of(0.6)).abs() < 0.05, "{day}");
+    assert!(day["EstimatedAP50Low"].as_f64().unwrap() <= estimate);
+    assert!(day["EstimatedAP50High"].as_f64().unwrap() >= estimate);
+    let hour = lines
+        .iter()
+        .find(|v| v["Granularity"] == "hour")
+        .expect("an hour line");
+    assert!(hour.get("EstimatedAP50").is_none(), "{hour}");
 }
