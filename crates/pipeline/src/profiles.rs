@@ -96,7 +96,7 @@ pub async fn fold<S: ObjectStore, M: MetricsSink>(
         }
     }
     let mut days: BTreeSet<(NaiveDate, String)> = BTreeSet::new();
-    let mut hours_written: Vec<(Window, String)> = Vec::new();
+    let mut hours_written: Vec<ProfileWindow> = Vec::new();
     for ((start, version), delta_keys) in pending {
         let hour = Window {
             granularity: Granularity::Hour,
@@ -170,7 +170,7 @@ pub async fn fold<S: ObjectStore, M: MetricsSink>(
                 }
                 days.insert((start.date_naive(), version.clone()));
                 report.hours.push((key, folded));
-                hours_written.push((hour, version));
+                hours_written.push(window);
             }
             PutOutcome::ConditionFailed => {
                 tracing::warn!(
@@ -189,33 +189,30 @@ pub async fn fold<S: ObjectStore, M: MetricsSink>(
             .push(keys::profile_window(&window.window, &version).map_err(malformed(&version))?);
         day_windows.push(window);
     }
-    // What the alarms watch: each window this run changed, tested now.
+    // What the alarms watch: each window this run changed, tested now, with
+    // the estimate where the version has enough labelled windows of late.
     let mut references = References::default();
-    let mut drifts = Vec::new();
-    let mut summaries = Vec::new();
-    for (hour, version) in hours_written {
-        let recent = hours_before(store, &hour, &version).await?;
-        let Some(current) = recent.first().and_then(|w| w.clone()) else {
-            continue;
-        };
-        let reference = references.get(store, &version).await?;
-        drifts.push(window_drift(&current, &recent, reference, None));
-        summaries.push(current.summary);
-    }
-    for day in &day_windows {
-        let reference = references.get(store, &day.model.version).await?;
-        drifts.push(window_drift(day, &[Some(day.clone())], reference, None));
-        summaries.push(day.summary.clone());
-    }
-    // The estimate, where the version has enough labelled windows of late.
     let mut calibrations: HashMap<(String, Granularity), Option<Calibration>> = HashMap::new();
-    for (d, summary) in drifts.iter_mut().zip(&summaries) {
-        let k = (d.model.version.clone(), d.window.granularity);
+    let mut drifts = Vec::with_capacity(hours_written.len() + day_windows.len());
+    for window in hours_written.iter().chain(&day_windows) {
+        let version = &window.model.version;
+        let k = (version.clone(), window.window.granularity);
         if !calibrations.contains_key(&k) {
-            let c = recent_calibration(store, &k.0, k.1, now + Duration::days(1)).await?;
+            let c = recent_calibration(store, version, k.1, now + Duration::days(1)).await?;
             calibrations.insert(k.clone(), c);
         }
-        d.estimated_ap50 = calibrations[&k].as_ref().and_then(|c| c.estimate(summary));
+        let reference = references.get(store, version).await?;
+        // The hours before are read only when there is a reference to test against.
+        let mut recent = vec![Some(window.clone())];
+        if reference.is_some() && window.window.granularity == Granularity::Hour {
+            recent.extend(hours_before(store, &window.window, version).await?);
+        }
+        drifts.push(window_drift(
+            window,
+            &recent,
+            reference,
+            calibrations[&k].as_ref(),
+        ));
     }
     for d in &drifts {
         if let Err(e) = sink.emit_drift(d).await {
@@ -286,14 +283,15 @@ async fn write_day<S: ObjectStore>(
     Ok(day)
 }
 
-/// The hour window and the hours before it, newest first (`None`: not stored).
+/// The hours before `hour` an hour's test may reach back to, newest first
+/// (`None`: not stored).
 async fn hours_before<S: ObjectStore>(
     store: &S,
     hour: &Window,
     version: &str,
 ) -> Result<Vec<Option<ProfileWindow>>, ProfileError> {
-    let mut out = Vec::with_capacity(drift::MAX_TRAILING_HOURS);
-    for back in 0..drift::MAX_TRAILING_HOURS {
+    let mut out = Vec::with_capacity(drift::MAX_TRAILING_HOURS - 1);
+    for back in 1..drift::MAX_TRAILING_HOURS {
         let w = Window {
             granularity: Granularity::Hour,
             start: hour.start - Duration::hours(back as i64),
