@@ -1,5 +1,6 @@
 //! `modelobs report`: one self-contained HTML file of charts over time —
-//! quality per window and model version — and the worst windows.
+//! quality per window and model version, the label-free side (drift score,
+//! estimated against measured AP50) — and the worst windows.
 //!
 //! Charts are inline SVG drawn by plotters; the page has no scripts, fonts or
 //! other files to fetch, so it can be mailed or attached as it is.
@@ -11,15 +12,18 @@ use std::path::PathBuf;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::Args;
+use modelobs_core::drift::DEFAULT_ALPHA;
 use modelobs_core::records::{Granularity, WindowMetrics};
+use modelobs_pipeline::profiles::WindowView;
 use plotters::prelude::*;
 
 use crate::CliError;
-use crate::windows::{GranularityArg, parse_instant, query};
+use crate::windows::{GranularityArg, parse_instant};
 
 #[derive(Args)]
 pub struct ReportArgs {
-    /// A JSON array of WindowMetrics (`modelobs metrics --json`); repeatable.
+    /// A JSON array of windows (`modelobs metrics --json`; bare WindowMetrics
+    /// read too, without the label-free charts' data); repeatable.
     #[arg(long, value_name = "FILE")]
     windows: Vec<PathBuf>,
     /// Read the stored windows from this bucket instead (needs --from, --to).
@@ -46,10 +50,10 @@ pub fn run(args: &ReportArgs) -> Result<(), CliError> {
     let mut windows = Vec::new();
     for path in &args.windows {
         let bytes = std::fs::read(path).map_err(|e| bad(path, e))?;
-        let mut file: Vec<WindowMetrics> = serde_json::from_slice(&bytes).map_err(|e| {
+        let mut file: Vec<WindowView> = serde_json::from_slice(&bytes).map_err(|e| {
             bad(
                 path,
-                format!("not a JSON array of WindowMetrics (modelobs metrics --json): {e}"),
+                format!("not a JSON array of windows (modelobs metrics --json): {e}"),
             )
         })?;
         windows.append(&mut file);
@@ -69,7 +73,7 @@ pub fn run(args: &ReportArgs) -> Result<(), CliError> {
             .map_err(anyhow::Error::from)?;
         let mut stored = runtime.block_on(async {
             let store = crate::bucket_store(bucket).await;
-            query(&store, granularity, from, to, None).await
+            crate::windows::load(&store, granularity, from, to, None).await
         })?;
         windows.append(&mut stored);
     }
@@ -83,7 +87,7 @@ pub fn run(args: &ReportArgs) -> Result<(), CliError> {
     std::fs::write(&args.out, html).with_context(|| format!("writing {}", args.out.display()))?;
     let shown = windows
         .iter()
-        .filter(|w| w.window.granularity == granularity)
+        .filter(|w| w.metrics.window.granularity == granularity)
         .count();
     eprintln!(
         "modelobs report: {} ({shown} {} windows)",
@@ -116,12 +120,42 @@ const PALETTE: [RGBColor; 10] = [
 
 const CHART_SIZE: (u32, u32) = (960, 300);
 
+/// How a line is drawn.
+#[derive(Clone, Copy, PartialEq)]
+enum Stroke {
+    /// A line through each run of defined values, a dot on each value.
+    Solid,
+    /// The same, dashed: an estimate, not a measurement.
+    Dashed,
+    /// A triangle on each value and no line (alerts).
+    Marks,
+}
+
 /// One line of a chart: a name for the legend and a value per window slot
 /// (`None` where the window is missing or the figure undefined).
 struct Line {
     name: String,
     color: RGBColor,
     values: Vec<Option<f64>>,
+    stroke: Stroke,
+}
+
+impl Line {
+    fn solid(name: impl Into<String>, color: RGBColor, values: Vec<Option<f64>>) -> Self {
+        Self {
+            name: name.into(),
+            color,
+            values,
+            stroke: Stroke::Solid,
+        }
+    }
+}
+
+/// A shaded interval per window slot: an estimate's band.
+struct Band {
+    name: String,
+    color: RGBColor,
+    values: Vec<Option<(f64, f64)>>,
 }
 
 /// How a chart's y axis reads.
@@ -131,6 +165,8 @@ enum Scale {
     Fraction,
     /// 0..max: counts.
     Count,
+    /// 0..max, at least past the chart's rule: a drift score.
+    Score,
 }
 
 struct Chart {
@@ -142,7 +178,37 @@ struct Chart {
     y_desc: &'static str,
     scale: Scale,
     lines: Vec<Line>,
+    bands: Vec<Band>,
+    /// A horizontal rule at this value, named in the legend (a threshold).
+    rule: Option<(f64, String)>,
     note: Option<&'static str>,
+}
+
+impl Chart {
+    fn new(
+        metric: &'static str,
+        title: impl Into<String>,
+        y_desc: &'static str,
+        scale: Scale,
+        lines: Vec<Line>,
+    ) -> Self {
+        Self {
+            metric,
+            version: None,
+            title: title.into(),
+            y_desc,
+            scale,
+            lines,
+            bands: Vec::new(),
+            rule: None,
+            note: None,
+        }
+    }
+
+    fn note(mut self, note: &'static str) -> Self {
+        self.note = Some(note);
+        self
+    }
 }
 
 /// COCO's -1 (undefined) as `None`.
@@ -150,148 +216,221 @@ fn defined(v: f64) -> Option<f64> {
     (v >= 0.0).then_some(v)
 }
 
+fn hex(RGBColor(r, g, b): RGBColor) -> String {
+    format!("#{r:02x}{g:02x}{b:02x}")
+}
+
 /// The report page for the windows of `granularity` (others are ignored).
 pub fn render(
-    windows: &[WindowMetrics],
+    windows: &[WindowView],
     granularity: Granularity,
     worst: usize,
 ) -> anyhow::Result<String> {
-    let mut windows: Vec<&WindowMetrics> = windows
+    let mut windows: Vec<&WindowView> = windows
         .iter()
-        .filter(|w| w.window.granularity == granularity)
+        .filter(|w| w.metrics.window.granularity == granularity)
         .collect();
     windows.sort_by(|a, b| {
-        (a.window.start, &a.model.version).cmp(&(b.window.start, &b.model.version))
+        (a.metrics.window.start, &a.metrics.model.version)
+            .cmp(&(b.metrics.window.start, &b.metrics.model.version))
     });
     let mut versions: Vec<&str> = Vec::new();
     for w in &windows {
-        if !versions.contains(&w.model.version.as_str()) {
-            versions.push(&w.model.version);
+        if !versions.contains(&w.metrics.model.version.as_str()) {
+            versions.push(&w.metrics.model.version);
         }
     }
     let slots = Slots::new(&windows, granularity);
-
+    // One value per slot of `version`'s windows.
+    let of = |version: &str, f: &dyn Fn(&WindowView) -> Option<f64>| {
+        slots.series(&windows, |w| {
+            (w.metrics.model.version == version).then(|| f(w)).flatten()
+        })
+    };
     let per_version = |f: &dyn Fn(&WindowMetrics) -> Option<f64>| -> Vec<Line> {
         versions
             .iter()
             .enumerate()
-            .map(|(i, v)| Line {
-                name: v.to_string(),
-                color: PALETTE[i % PALETTE.len()],
-                values: slots.series(&windows, |w| {
-                    (w.model.version == *v).then(|| f(w)).flatten()
-                }),
-            })
+            .map(|(i, v)| Line::solid(*v, PALETTE[i % PALETTE.len()], of(v, &|w| f(&w.metrics))))
             .collect()
     };
     let classes: BTreeSet<&str> = windows
         .iter()
-        .flat_map(|w| w.coco.per_class.iter())
+        .flat_map(|w| w.metrics.coco.per_class.iter())
         .filter(|(_, c)| c.ap50 >= 0.0)
         .map(|(name, _)| name.as_str())
         .collect();
     // One per-class chart per model version (a line per class and version
     // in one chart is unreadable); a class keeps its colour across them.
     let per_class = versions.iter().map(|v| Chart {
-        metric: "per_class_ap50",
         version: Some(v.to_string()),
-        title: format!("AP50 per class, {v}"),
-        y_desc: "AP50",
-        scale: Scale::Fraction,
-        lines: classes
-            .iter()
-            .enumerate()
-            .map(|(i, class)| Line {
-                name: class.to_string(),
-                color: PALETTE[i % PALETTE.len()],
-                values: slots.series(&windows, |w| {
-                    (w.model.version == *v)
-                        .then(|| w.coco.per_class.get(*class).and_then(|c| defined(c.ap50)))
+        ..Chart::new(
+            "per_class_ap50",
+            format!("AP50 per class, {v}"),
+            "AP50",
+            Scale::Fraction,
+            classes
+                .iter()
+                .enumerate()
+                .map(|(i, class)| {
+                    let ap50 = |w: &WindowView| {
+                        w.metrics
+                            .coco
+                            .per_class
+                            .get(*class)
+                            .and_then(|c| defined(c.ap50))
+                    };
+                    Line::solid(*class, PALETTE[i % PALETTE.len()], of(v, &ap50))
+                })
+                .collect(),
+        )
+        .note("A class appears in a window only when that window's labels have it.")
+    });
+    // The label-free estimate beside what the labels measured, per version.
+    let estimated = versions.iter().map(|v| {
+        let estimate = |w: &WindowView| w.estimated_ap50.map(|e| e.value);
+        let (measured, guess) = (PALETTE[0], PALETTE[1]);
+        Chart {
+            version: Some(v.to_string()),
+            bands: vec![Band {
+                name: "estimate's band".into(),
+                color: guess,
+                values: slots.series_of(&windows, |w| {
+                    (w.metrics.model.version == *v)
+                        .then(|| w.estimated_ap50.map(|e| (e.low, e.high)))
                         .flatten()
                 }),
-            })
-            .collect(),
-        note: Some("A class appears in a window only when that window's labels have it."),
+            }],
+            ..Chart::new(
+                "estimated_ap50",
+                format!("Estimated AP50 (label-free) and measured AP50, {v}"),
+                "AP50",
+                Scale::Fraction,
+                vec![
+                    Line::solid(
+                        "measured AP50",
+                        measured,
+                        of(v, &|w| defined(w.metrics.coco.ap50)),
+                    ),
+                    Line {
+                        stroke: Stroke::Dashed,
+                        ..Line::solid("estimated AP50", guess, of(v, &estimate))
+                    },
+                ],
+            )
+            .note(
+                "The estimate is fitted on this version's labelled windows shown here \
+                 (at least 5), from the captures' profiles alone: mean top score, \
+                 detections, NMS agreement. Its band is the 90th percentile of its \
+                 leave-one-window-out error. An estimate, never a measurement.",
+            )
+        }
     });
+    let threshold = -DEFAULT_ALPHA.log10();
+    let drift = Chart {
+        rule: Some((
+            threshold,
+            format!("alert threshold: {threshold:.0} (p = {DEFAULT_ALPHA} after Bonferroni)"),
+        )),
+        ..Chart::new(
+            "drift_score",
+            "Drift score against the reference (-log10 p)",
+            "drift score",
+            Scale::Score,
+            versions
+                .iter()
+                .enumerate()
+                .flat_map(|(i, v)| {
+                    let color = PALETTE[i % PALETTE.len()];
+                    let score = |w: &WindowView| w.drift.as_ref().map(|d| d.score);
+                    let alert =
+                        |w: &WindowView| w.drift.as_ref().filter(|d| d.alert).map(|d| d.score);
+                    [
+                        Line::solid(*v, color, of(v, &score)),
+                        Line {
+                            stroke: Stroke::Marks,
+                            ..Line::solid(format!("{v}: alert"), color, of(v, &alert))
+                        },
+                    ]
+                })
+                .collect(),
+        )
+        .note(
+            "Every capture, labelled or not, against the version's reference profile \
+             (modelobs drift reference). An hour with fewer than 4 profiled captures is \
+             tested with up to 2 hours before it. Alerting windows name their features in \
+             `modelobs metrics`.",
+        )
+    };
 
     let mut charts = vec![
-        Chart {
-            metric: "map",
-            version: None,
-            title: "mAP (AP at IoU 0.50:0.95)".into(),
-            y_desc: "mAP",
-            scale: Scale::Fraction,
-            lines: per_version(&|w| defined(w.coco.ap)),
-            note: None,
-        },
-        Chart {
-            metric: "ap50",
-            version: None,
-            title: "AP50 (AP at IoU 0.5)".into(),
-            y_desc: "AP50",
-            scale: Scale::Fraction,
-            lines: per_version(&|w| defined(w.coco.ap50)),
-            note: None,
-        },
-        Chart {
-            metric: "precision",
-            version: None,
-            title: "Precision at IoU 0.5 and the serving threshold".into(),
-            y_desc: "precision",
-            scale: Scale::Fraction,
-            lines: per_version(&|w| w.at_serving_threshold.precision),
-            note: None,
-        },
-        Chart {
-            metric: "recall",
-            version: None,
-            title: "Recall at IoU 0.5 and the serving threshold".into(),
-            y_desc: "recall",
-            scale: Scale::Fraction,
-            lines: per_version(&|w| w.at_serving_threshold.recall),
-            note: None,
-        },
-        Chart {
-            metric: "label_coverage",
-            version: None,
-            title: "Label coverage (labelled images / captures)".into(),
-            y_desc: "coverage",
-            scale: Scale::Fraction,
-            lines: per_version(&|w| w.label_coverage),
-            note: None,
-        },
-        Chart {
-            metric: "images_labelled",
-            version: None,
-            title: "Images labelled per window".into(),
-            y_desc: "images",
-            scale: Scale::Count,
-            lines: per_version(&|w| Some(f64::from(w.images_labelled))),
-            note: None,
-        },
-        Chart {
-            metric: "detections_per_image",
-            version: None,
-            title: "Detections per labelled image".into(),
-            y_desc: "detections / image",
-            scale: Scale::Count,
-            lines: per_version(&|w| {
+        Chart::new(
+            "map",
+            "mAP (AP at IoU 0.50:0.95)",
+            "mAP",
+            Scale::Fraction,
+            per_version(&|w| defined(w.coco.ap)),
+        ),
+        Chart::new(
+            "ap50",
+            "AP50 (AP at IoU 0.5)",
+            "AP50",
+            Scale::Fraction,
+            per_version(&|w| defined(w.coco.ap50)),
+        ),
+    ];
+    charts.extend(estimated);
+    charts.push(drift);
+    charts.extend(per_class);
+    charts.extend([
+        Chart::new(
+            "precision",
+            "Precision at IoU 0.5 and the serving threshold",
+            "precision",
+            Scale::Fraction,
+            per_version(&|w| w.at_serving_threshold.precision),
+        ),
+        Chart::new(
+            "recall",
+            "Recall at IoU 0.5 and the serving threshold",
+            "recall",
+            Scale::Fraction,
+            per_version(&|w| w.at_serving_threshold.recall),
+        ),
+        Chart::new(
+            "label_coverage",
+            "Label coverage (labelled images / captures)",
+            "coverage",
+            Scale::Fraction,
+            per_version(&|w| w.label_coverage),
+        ),
+        Chart::new(
+            "images_labelled",
+            "Images labelled per window",
+            "images",
+            Scale::Count,
+            per_version(&|w| Some(f64::from(w.images_labelled))),
+        ),
+        Chart::new(
+            "detections_per_image",
+            "Detections per labelled image",
+            "detections / image",
+            Scale::Count,
+            per_version(&|w| {
                 let op = &w.at_serving_threshold;
                 (w.images_labelled > 0)
                     .then(|| (op.tp + op.fp) as f64 / f64::from(w.images_labelled))
             }),
-            note: Some(
-                "TP + FP at IoU 0.5 and the serving threshold, over the labelled images. \
-                 WindowMetrics carries no detection count over all captures and no top \
-                 score, so the mean top score is not charted.",
-            ),
-        },
-    ];
-    charts.splice(2..2, per_class);
+        )
+        .note(
+            "TP + FP at IoU 0.5 and the serving threshold, over the labelled images \
+             (the drift score covers every capture's detections and top score).",
+        ),
+    ]);
 
     let mut html = String::new();
-    let first = windows.first().map(|w| w.window.start);
-    let last = windows.last().map(|w| w.window.end());
+    let first = windows.first().map(|w| w.metrics.window.start);
+    let last = windows.last().map(|w| w.metrics.window.end());
     let range = match (first, last) {
         (Some(a), Some(b)) => format!(
             "{} to {} UTC",
@@ -300,7 +439,10 @@ pub fn render(
         ),
         _ => "no windows".into(),
     };
-    let labelled: u64 = windows.iter().map(|w| u64::from(w.images_labelled)).sum();
+    let labelled: u64 = windows
+        .iter()
+        .map(|w| u64::from(w.metrics.images_labelled))
+        .sum();
     let _ = write!(
         html,
         r#"<!DOCTYPE html>
@@ -316,6 +458,9 @@ h2 {{ font-size: 1.1em; margin: 1.6em 0 0.3em; }}
 .note {{ font-size: 0.85em; margin: 0.2em 0; }}
 ul.legend {{ list-style: none; padding: 0; margin: 0.2em 0 0 60px; display: flex; flex-wrap: wrap; gap: 4px 16px; font-size: 0.85em; }}
 ul.legend span {{ display: inline-block; width: 18px; height: 4px; margin-right: 6px; vertical-align: middle; }}
+ul.legend span.dashed {{ height: 0; border-top: 3px dashed; }}
+ul.legend span.mark {{ width: 10px; height: 10px; }}
+ul.legend span.band {{ height: 10px; opacity: 0.25; }}
 .empty {{ color: #888; font-style: italic; }}
 table {{ border-collapse: collapse; font-size: 0.9em; }}
 th, td {{ padding: 4px 10px; border-bottom: 1px solid #ddd; text-align: right; }}
@@ -354,15 +499,37 @@ All times UTC; each point is one window, plotted at its start.</p>
         if drawn.is_empty() {
             html.push_str("<p class=\"empty\">No data in these windows.</p>\n");
         } else {
-            html.push_str(&svg(chart, &drawn, &slots)?);
+            let bands: Vec<&Band> = chart
+                .bands
+                .iter()
+                .filter(|b| b.values.iter().any(Option::is_some))
+                .collect();
+            html.push_str(&svg(chart, &drawn, &bands, &slots)?);
             html.push_str("\n<ul class=\"legend\">");
-            for line in &drawn {
-                let RGBColor(r, g, b) = line.color;
+            let mut item = |class: &str, style: String, name: &str| {
                 let _ = write!(
                     html,
-                    "<li><span style=\"background:#{r:02x}{g:02x}{b:02x}\"></span>{}</li>",
-                    escape(&line.name)
+                    "<li><span class=\"{class}\" style=\"{style}\"></span>{}</li>",
+                    escape(name)
                 );
+            };
+            for line in &drawn {
+                let color = hex(line.color);
+                match line.stroke {
+                    Stroke::Solid => item("line", format!("background:{color}"), &line.name),
+                    Stroke::Dashed => item("dashed", format!("color:{color}"), &line.name),
+                    Stroke::Marks => item("mark", format!("background:{color}"), &line.name),
+                }
+            }
+            for band in &bands {
+                item(
+                    "band",
+                    format!("background:{}", hex(band.color)),
+                    &band.name,
+                );
+            }
+            if let Some((_, name)) = &chart.rule {
+                item("dashed", "color:#888888".into(), name);
             }
             html.push_str("</ul>\n");
         }
@@ -371,7 +538,8 @@ All times UTC; each point is one window, plotted at its start.</p>
         }
         html.push_str("</section>\n");
     }
-    html.push_str(&worst_table(&windows, granularity, worst));
+    let measured: Vec<&WindowMetrics> = windows.iter().map(|w| &w.metrics).collect();
+    html.push_str(&worst_table(&measured, granularity, worst));
     html.push_str("</body>\n</html>\n");
     Ok(html)
 }
@@ -385,10 +553,10 @@ struct Slots {
 }
 
 impl Slots {
-    fn new(windows: &[&WindowMetrics], granularity: Granularity) -> Self {
-        let first = windows.first().map(|w| w.window.start);
+    fn new(windows: &[&WindowView], granularity: Granularity) -> Self {
+        let first = windows.first().map(|w| w.metrics.window.start);
         let count = match (first, windows.last()) {
-            (Some(a), Some(b)) => self_index(a, b.window.start, granularity) + 1,
+            (Some(a), Some(b)) => self_index(a, b.metrics.window.start, granularity) + 1,
             _ => 0,
         };
         Self {
@@ -404,13 +572,21 @@ impl Slots {
 
     fn series(
         &self,
-        windows: &[&WindowMetrics],
-        value: impl Fn(&WindowMetrics) -> Option<f64>,
+        windows: &[&WindowView],
+        value: impl Fn(&WindowView) -> Option<f64>,
     ) -> Vec<Option<f64>> {
+        self.series_of(windows, value)
+    }
+
+    fn series_of<T: Copy>(
+        &self,
+        windows: &[&WindowView],
+        value: impl Fn(&WindowView) -> Option<T>,
+    ) -> Vec<Option<T>> {
         let mut out = vec![None; self.count];
         for w in windows {
             if let Some(v) = value(w) {
-                out[self.index(w.window.start)] = Some(v);
+                out[self.index(w.metrics.window.start)] = Some(v);
             }
         }
         out
@@ -438,20 +614,22 @@ fn self_index(first: DateTime<Utc>, t: DateTime<Utc>, g: Granularity) -> usize {
 }
 
 /// One chart as an `<svg>` element.
-fn svg(chart: &Chart, lines: &[&Line], slots: &Slots) -> anyhow::Result<String> {
+fn svg(chart: &Chart, lines: &[&Line], bands: &[&Band], slots: &Slots) -> anyhow::Result<String> {
     let mut out = String::new();
     {
         let root = SVGBackend::with_string(&mut out, CHART_SIZE).into_drawing_area();
         root.fill(&WHITE).map_err(plot_error)?;
         let x_range = -0.5..(slots.count.max(1) as f64 - 0.5);
+        let max = lines
+            .iter()
+            .flat_map(|l| l.values.iter().flatten())
+            .fold(0.0f64, |a, &b| a.max(b));
         let y_max = match chart.scale {
             Scale::Fraction => 1.0,
-            Scale::Count => {
-                let max = lines
-                    .iter()
-                    .flat_map(|l| l.values.iter().flatten())
-                    .fold(0.0f64, |a, &b| a.max(b));
-                (max * 1.15).max(1.0)
+            Scale::Count => (max * 1.15).max(1.0),
+            Scale::Score => {
+                let rule = chart.rule.as_ref().map_or(1.0, |(at, _)| *at);
+                (max * 1.15).max(rule * 1.5)
             }
         };
         let mut plot = ChartBuilder::on(&root)
@@ -467,7 +645,7 @@ fn svg(chart: &Chart, lines: &[&Line], slots: &Slots) -> anyhow::Result<String> 
         let y_label = |y: &f64| match chart.scale {
             Scale::Fraction => format!("{y:.1}"),
             Scale::Count if y_max <= 10.0 => format!("{y:.1}"),
-            Scale::Count => format!("{y:.0}"),
+            Scale::Count | Scale::Score => format!("{y:.0}"),
         };
         let x_desc = format!("window start ({}, UTC)", slots.granularity.as_str());
         plot.configure_mesh()
@@ -487,41 +665,78 @@ fn svg(chart: &Chart, lines: &[&Line], slots: &Slots) -> anyhow::Result<String> 
             .bold_line_style(BLACK.mix(0.1))
             .draw()
             .map_err(plot_error)?;
+        for band in bands {
+            // One shaded polygon per run of slots with an interval: along the
+            // highs, back along the lows.
+            for run in runs(&band.values) {
+                let outline: Vec<(f64, f64)> = run
+                    .iter()
+                    .map(|&(x, (_, high))| (x, high.min(y_max)))
+                    .chain(run.iter().rev().map(|&(x, (low, _))| (x, low.max(0.0))))
+                    .collect();
+                plot.draw_series(std::iter::once(Polygon::new(
+                    outline,
+                    band.color.mix(0.2).filled(),
+                )))
+                .map_err(plot_error)?;
+            }
+        }
+        if let Some((at, _)) = chart.rule {
+            plot.draw_series(DashedLineSeries::new(
+                [(-0.5, at), (slots.count.max(1) as f64 - 0.5, at)],
+                6,
+                4,
+                RGBColor(136, 136, 136).stroke_width(1),
+            ))
+            .map_err(plot_error)?;
+        }
         for line in lines {
             let color = line.color;
             // A line through each run of defined values; a lone value is a dot.
-            let mut run: Vec<(f64, f64)> = Vec::new();
-            let points: Vec<Option<(f64, f64)>> = line
+            for run in runs(&line.values) {
+                match line.stroke {
+                    Stroke::Solid => plot
+                        .draw_series(LineSeries::new(run, color.stroke_width(2)))
+                        .map(|_| ()),
+                    Stroke::Dashed => plot
+                        .draw_series(DashedLineSeries::new(run, 8, 5, color.stroke_width(2)))
+                        .map(|_| ()),
+                    Stroke::Marks => Ok(()),
+                }
+                .map_err(plot_error)?;
+            }
+            let points = line
                 .values
                 .iter()
                 .enumerate()
-                .map(|(x, v)| v.map(|v| (x as f64, v)))
-                .chain(std::iter::once(None))
-                .collect();
-            for p in points {
-                match p {
-                    Some(p) => run.push(p),
-                    None if !run.is_empty() => {
-                        plot.draw_series(LineSeries::new(
-                            std::mem::take(&mut run),
-                            color.stroke_width(2),
-                        ))
-                        .map_err(plot_error)?;
-                    }
-                    None => {}
-                }
+                .filter_map(|(x, v)| v.map(|v| (x as f64, v)));
+            match line.stroke {
+                Stroke::Solid | Stroke::Dashed => plot
+                    .draw_series(points.map(|p| Circle::new(p, 3, color.filled())))
+                    .map(|_| ()),
+                Stroke::Marks => plot
+                    .draw_series(points.map(|p| TriangleMarker::new(p, 7, color.filled())))
+                    .map(|_| ()),
             }
-            plot.draw_series(
-                line.values
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(x, v)| v.map(|v| Circle::new((x as f64, v), 3, color.filled()))),
-            )
             .map_err(plot_error)?;
         }
         root.present().map_err(plot_error)?;
     }
     Ok(out)
+}
+
+/// The runs of consecutive defined slots, each as (x, value) points.
+fn runs<T: Copy>(values: &[Option<T>]) -> Vec<Vec<(f64, T)>> {
+    let mut out = vec![Vec::new()];
+    for (x, v) in values.iter().enumerate() {
+        match v {
+            Some(v) => out.last_mut().expect("never empty").push((x as f64, *v)),
+            None if !out.last().expect("never empty").is_empty() => out.push(Vec::new()),
+            None => {}
+        }
+    }
+    out.retain(|run| !run.is_empty());
+    out
 }
 
 fn plot_error(e: impl std::fmt::Display) -> anyhow::Error {
@@ -586,6 +801,8 @@ mod tests {
     use std::collections::BTreeMap;
 
     use chrono::{Duration, TimeZone};
+    use modelobs_core::calibration::Estimate;
+    use modelobs_core::drift::WindowDriftReport;
     use modelobs_core::eval::{ClassAp, CocoSummary, OperatingPoint};
     use modelobs_core::records::{ModelRef, Window};
 
@@ -664,7 +881,54 @@ mod tests {
         }
     }
 
-    fn fixtures() -> Vec<WindowMetrics> {
+    fn view(metrics: WindowMetrics) -> WindowView {
+        WindowView {
+            metrics,
+            drift: None,
+            estimated_ap50: None,
+            calibration: None,
+            profiled_captures: 0,
+        }
+    }
+
+    fn drift(score: f64) -> WindowDriftReport {
+        WindowDriftReport {
+            score,
+            alert: score > 3.0,
+            features: if score > 3.0 {
+                vec!["luminance".into()]
+            } else {
+                vec![]
+            },
+            hours: 1,
+            captures: 48,
+            reference_captures: 217,
+            reference: "dataset".into(),
+            detail: vec![],
+        }
+    }
+
+    /// The WindowMetrics fixtures, v1's with a label-free side: drift on days
+    /// 0, 1, 3, 4 (alerting on 3 and 4), an estimate on days 0, 1, 3, 4 and 5
+    /// (day 5 has no measured AP50); v2 has neither.
+    fn fixtures() -> Vec<WindowView> {
+        let mut views: Vec<WindowView> = measured().into_iter().map(view).collect();
+        for v in views.iter_mut().filter(|v| {
+            v.metrics.model.version == "v1" && v.metrics.window.granularity == Granularity::Day
+        }) {
+            let day = (v.metrics.window.start - at(0)).num_days();
+            v.drift = (day != 5).then(|| drift([0.5, 1.0, 0.0, 6.0, 9.5, 0.0][day as usize]));
+            let value = 0.8 - 0.1 * day as f64;
+            v.estimated_ap50 = Some(Estimate {
+                value,
+                low: value - 0.1,
+                high: value + 0.1,
+            });
+        }
+        views
+    }
+
+    fn measured() -> Vec<WindowMetrics> {
         let f = |day, version, ap50, ap, images, precision| Fixture {
             day,
             version,
@@ -733,6 +997,9 @@ mod tests {
             [
                 "map",
                 "ap50",
+                "estimated_ap50 v1",
+                "estimated_ap50 v2",
+                "drift_score",
                 "per_class_ap50 v1",
                 "per_class_ap50 v2",
                 "precision",
@@ -754,6 +1021,20 @@ mod tests {
             // A point per window where the figure is defined: v1 has 4 AP
             // values (day 5 has none), v2 has 2; images exist for all 5 + 2.
             let (want_legend, points): (Vec<&str>, usize) = match metric.as_str() {
+                // measured on days 0, 1, 3, 4; estimated on those and day 5
+                "estimated_ap50" if attr(s, "data-version") == "v1" => (
+                    vec!["measured AP50", "estimated AP50", "estimate's band"],
+                    9,
+                ),
+                "estimated_ap50" => (vec!["measured AP50"], 2),
+                "drift_score" => (
+                    vec![
+                        "v1",
+                        "v1: alert",
+                        "alert threshold: 3 (p = 0.001 after Bonferroni)",
+                    ],
+                    4,
+                ),
                 "per_class_ap50" if attr(s, "data-version") == "v1" => (vec!["dog", "horse"], 8),
                 "per_class_ap50" => (vec!["dog", "horse"], 4),
                 "images_labelled" | "label_coverage" | "detections_per_image" => {
@@ -772,6 +1053,11 @@ mod tests {
             .filter(|t| attr(t, "stroke-width") == "2")
             .count();
         assert_eq!(lines, 3, "data lines (the grid is drawn thinner)");
+        // The band: one polygon per run of estimated days (0-1, 3-5); the
+        // alerts: a triangle each (days 3 and 4).
+        assert_eq!(count(&dom, sections[2], "polygon"), 2, "band runs");
+        assert_eq!(count(&dom, sections[3], "polygon"), 0, "no estimate for v2");
+        assert_eq!(count(&dom, sections[4], "polygon"), 2, "alert marks");
         // The hour window (AP50 0.01) is not in a day report.
         assert!(!html.contains("0.010"));
     }
@@ -826,12 +1112,26 @@ mod tests {
     }
 
     #[test]
+    fn bare_window_metrics_files_still_read_without_the_label_free_charts() {
+        let bare = serde_json::to_vec(&measured()).unwrap();
+        let read: Vec<WindowView> = serde_json::from_slice(&bare).unwrap();
+        assert_eq!(read, measured().into_iter().map(view).collect::<Vec<_>>());
+        let html = render(&read, Granularity::Day, 10).unwrap();
+        let dom = tl::parse(&html, tl::ParserOptions::default()).unwrap();
+        let drift = tags(&dom, "section.chart")
+            .into_iter()
+            .find(|s| attr(s, "data-metric") == "drift_score")
+            .unwrap();
+        assert_eq!(count(&dom, drift, "p.empty"), 1);
+    }
+
+    #[test]
     fn no_windows_still_make_a_page_that_says_so() {
         let html = render(&[], Granularity::Hour, 10).unwrap();
         let dom = tl::parse(&html, tl::ParserOptions::default()).unwrap();
         let sections = tags(&dom, "section.chart");
-        // No versions: no per-class charts.
-        assert_eq!(sections.len(), 7);
+        // No versions: no per-class or per-version estimate charts.
+        assert_eq!(sections.len(), 8);
         for s in sections {
             assert_eq!(count(&dom, s, "svg"), 0);
             assert_eq!(count(&dom, s, "p.empty"), 1);

@@ -104,6 +104,32 @@ pub async fn query<S: ObjectStore>(
     Ok(profiles::stored_metrics(store, granularity, from, to, model_version).await?)
 }
 
+/// Every window of `granularity` starting in `[from, to)`, labelled or not,
+/// with its label-free side: what `modelobs metrics` and `modelobs report
+/// --bucket` show.
+pub async fn load<S: ObjectStore>(
+    store: &S,
+    granularity: Granularity,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    model_version: Option<&str>,
+) -> anyhow::Result<Vec<WindowView>> {
+    let labelled = query(store, granularity, from, to, model_version).await?;
+    let threshold = labelled.first().map_or(DEFAULT_SCORE_THRESHOLD, |m| {
+        m.at_serving_threshold.score_threshold
+    });
+    Ok(profiles::views(
+        store,
+        granularity,
+        from,
+        to,
+        model_version,
+        labelled,
+        threshold,
+    )
+    .await?)
+}
+
 fn num(v: f64) -> String {
     if v < 0.0 {
         "-".into()
@@ -209,15 +235,8 @@ pub fn run(args: &MetricsArgs) -> Result<(), CliError> {
         .map_err(anyhow::Error::from)?;
     let windows = runtime.block_on(async {
         let store = crate::bucket_store(&bucket).await;
-        let granularity = args.granularity.into();
         let version = args.model_version.as_deref();
-        let labelled = query(&store, granularity, from, to, version).await?;
-        let threshold = labelled.first().map_or(DEFAULT_SCORE_THRESHOLD, |m| {
-            m.at_serving_threshold.score_threshold
-        });
-        anyhow::Ok(
-            profiles::views(&store, granularity, from, to, version, labelled, threshold).await?,
-        )
+        load(&store, args.granularity.into(), from, to, version).await
     })?;
     print!(
         "{}",

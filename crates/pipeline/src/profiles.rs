@@ -503,6 +503,8 @@ pub struct WindowView {
     /// The estimate's calibration: labelled windows fitted on and their
     /// leave-one-out error.
     pub calibration: Option<CalibrationInfo>,
+    /// Absent from a bare WindowMetrics file (read as 0).
+    #[serde(default)]
     pub profiled_captures: u64,
 }
 
