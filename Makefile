@@ -93,9 +93,12 @@ ort:
 
 ## train: fine-tune NanoDet on a COCO dataset (the `modelobs dataset export` layout or datasets/animals):
 ##   make train DATA=<dir> OUT=<model dir> [ARGS="--epochs 3"]; DATA may list several directories.
-train:
+##   Then OUT/reference.json: the candidate's drift reference, the images it trained on profiled
+##   by the Rust detector (`modelobs model push` stores it as the version's reference).
+train: bins ort
 	@test -n "$(DATA)" -a -n "$(OUT)" || { echo "usage: make train DATA=<COCO dir> OUT=<model dir>"; exit 2; }
 	"$$(bash train/venv.sh)" train/finetune.py $(foreach d,$(DATA),--data $(d)) --out $(OUT) $(ARGS)
+	$(MODELOBS) drift reference --model $(OUT) --training-set --out $(OUT)/reference.json --no-store
 
 ## test-train: the fine-tuning script on a few steps: deterministic, heads only, loads in the Rust detector.
 test-train: bins ort

@@ -149,6 +149,9 @@ if [ "$RETRAIN" = 1 ]; then
   say "retrain: fine-tune the serving model on the export's train split ($work/candidate)"
   rm -rf "$work/candidate"
   "$(bash train/venv.sh)" train/finetune.py --data "$work/export" --split train --out "$work/candidate" $TRAIN_ARGS
+  # Its drift reference: what it trained on (`model push` stores it), so its windows are tested too.
+  "$MODELOBS" drift reference --model "$work/candidate" --training-set \
+    --out "$work/candidate/reference.json" --no-store
 
   say "backtest: the candidate against the serving model on the labelled captures it did not train on"
   "$MODELOBS" backtest --candidate "$work/candidate" --from "$start" --to "$drift_last" \

@@ -88,13 +88,23 @@ def main():
         answer = json.loads(out.splitlines()[0])
         assert answer["model"]["version"] == a["version"], answer["model"]
 
+        # The candidate's drift reference: the images model.json says it trained on, profiled by
+        # the Rust detector (what `make train` writes and `modelobs model push` stores).
+        ref_path = os.path.join(tmp, "a", "reference.json")
+        subprocess.run([args.modelobs, "drift", "reference", "--model", os.path.join(tmp, "a"),
+                        "--training-set", "--out", ref_path, "--no-store"], check=True)
+        ref = json.load(open(ref_path))
+        assert ref["model"] == {"name": a["name"], "version": a["version"]}, ref["model"]
+        assert ref["summary"]["profiled"] == 2 and ref["source"].startswith("training set"), \
+            (ref["summary"]["profiled"], ref["source"])
+
         one = small_dataset(os.path.join(tmp, "one"), {"farm-horse.jpg"})
         c = finetune(one, os.path.join(tmp, "c"), "--epochs", "12", "--batch", "1", "--split", "all",
                      "--no-augment")
         first, last = c["training"]["loss_first"], c["training"]["loss_last"]
         assert c["training"]["steps"] == 12, c["training"]
         assert last < first, f"twelve steps on one photo: loss {first} -> {last}"
-        print(f"test_finetune: ok (deterministic, heads only, loads in Rust; overfit loss {first} -> {last})")
+        print(f"test_finetune: ok (deterministic, heads only, loads in Rust, its training-set reference; overfit loss {first} -> {last})")
     finally:
         shutil.rmtree(tmp)
 

@@ -5,10 +5,14 @@
 //!   known to do well on (its training or validation set), each image sent as
 //!   the simulator and a client would send it (JPEG), profiled exactly as the
 //!   inference function profiles a request;
+//! - `--model DIR --training-set`: the datasets and split DIR's `model.json`
+//!   says the model was trained on (`dataset.paths`, `dataset.split`, written
+//!   by train/finetune.py): a fine-tuned candidate's reference, which `make
+//!   train` writes to DIR/reference.json and `modelobs model push` stores;
 //! - `--from --to --model-version`: a pinned range of the version's own stored
 //!   hour windows, traffic known to be good.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use chrono::Utc;
@@ -45,6 +49,10 @@ struct ReferenceArgs {
     /// The model (model.json or its directory) whose version the reference is for.
     #[arg(long)]
     model: Option<PathBuf>,
+    /// With --model: profile the datasets and split its model.json was
+    /// trained on (`dataset.paths`, `dataset.split`).
+    #[arg(long, requires = "model", conflicts_with_all = ["datasets", "split", "from"])]
+    training_set: bool,
     /// A pinned range of stored captures instead: first hour (UTC date or time).
     #[arg(long, conflicts_with = "datasets", requires_all = ["to", "model_version"])]
     from: Option<String>,
@@ -86,10 +94,17 @@ fn reference(args: &ReferenceArgs) -> Result<()> {
             })?
             .with_context(|| format!("no stored hour windows of {version} in that range"))?
     } else {
-        if args.datasets.is_empty() {
-            bail!("give --dataset DIR --model DIR, or --from --to --model-version");
+        let (datasets, split) = if args.training_set {
+            training_set(args.model.as_ref().expect("clap requires --model"))?
+        } else {
+            (args.datasets.clone(), args.split)
+        };
+        if datasets.is_empty() {
+            bail!(
+                "give --dataset DIR --model DIR, --model DIR --training-set, or --from --to --model-version"
+            );
         }
-        from_datasets(args)?
+        from_datasets(args, &datasets, split)?
     };
     let s = &reference.summary;
     println!(
@@ -112,16 +127,53 @@ fn reference(args: &ReferenceArgs) -> Result<()> {
     Ok(())
 }
 
-fn from_datasets(args: &ReferenceArgs) -> Result<ProfileReference> {
+/// The datasets and split `model`'s model.json records it was trained on.
+fn training_set(model: &Path) -> Result<(Vec<PathBuf>, Option<Split>)> {
+    let path = if model.is_dir() {
+        model.join("model.json")
+    } else {
+        model.to_path_buf()
+    };
+    let meta: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+    )
+    .with_context(|| format!("{} is not JSON", path.display()))?;
+    let dataset = &meta["dataset"];
+    let paths = dataset["paths"].as_array().with_context(|| {
+        format!(
+            "{}: no dataset.paths (a model made by train/finetune.py records its training              data there); pass --dataset DIR --split instead",
+            path.display()
+        )
+    })?;
+    let datasets = paths
+        .iter()
+        .map(|p| p.as_str().map(PathBuf::from))
+        .collect::<Option<Vec<_>>>()
+        .with_context(|| format!("{}: dataset.paths must be strings", path.display()))?;
+    let split = match dataset["split"].as_str() {
+        None | Some("all") => None,
+        Some(s) => Some(
+            serde_json::from_value(serde_json::Value::from(s))
+                .with_context(|| format!("{}: dataset.split {s:?}", path.display()))?,
+        ),
+    };
+    Ok((datasets, split))
+}
+
+fn from_datasets(
+    args: &ReferenceArgs,
+    datasets: &[PathBuf],
+    split: Option<Split>,
+) -> Result<ProfileReference> {
     let model = args
         .model
         .as_ref()
         .expect("clap requires --model with --dataset");
     let detector = OnnxDetector::load(&DetectorConfig::new(model))
         .with_context(|| format!("loading {}", model.display()))?;
-    let dataset = crate::simulate::load_datasets(&args.datasets, args.split)?;
+    let dataset = crate::simulate::load_datasets(datasets, split)?;
     if dataset.is_empty() {
-        bail!("no images in the datasets (split {:?})", args.split);
+        bail!("no images in the datasets (split {split:?})");
     }
     let bar = ProgressBar::new(dataset.len() as u64).with_style(
         ProgressStyle::with_template("profiling {bar:40} {pos}/{len} images, {eta} left")
@@ -138,18 +190,18 @@ fn from_datasets(args: &ReferenceArgs) -> Result<ProfileReference> {
         bar.inc(1);
     }
     bar.finish_and_clear();
-    let dirs: Vec<String> = args
-        .datasets
-        .iter()
-        .map(|d| d.display().to_string())
-        .collect();
+    let dirs: Vec<String> = datasets.iter().map(|d| d.display().to_string()).collect();
     Ok(ProfileReference {
         model: detector.model().clone(),
         source: format!(
-            "dataset {} split {}",
+            "{}dataset {} split {}",
+            if args.training_set {
+                "training set: "
+            } else {
+                ""
+            },
             dirs.join(","),
-            args.split
-                .map_or("all".to_string(), |s| format!("{s:?}").to_lowercase())
+            split.map_or("all".to_string(), |s| format!("{s:?}").to_lowercase())
         ),
         created_at: Utc::now(),
         summary,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use modelobs_pipeline::registry::{self, Pushed, parse_reference};
+use modelobs_pipeline::registry::{self, Pushed, ReferencePushed, parse_reference};
 
 #[derive(Args, Debug)]
 pub struct ModelArgs {
@@ -74,6 +74,19 @@ pub fn run(args: &ModelArgs) -> Result<()> {
                         entry.size_bytes,
                         entry.sha256
                     );
+                    match registry::push_reference(&store, dir, &entry).await? {
+                        ReferencePushed::None => println!(
+                            "  no {} in {}: its windows get no drift test until one is stored (modelobs drift reference)",
+                            registry::REFERENCE_FILE,
+                            dir.display()
+                        ),
+                        ReferencePushed::Stored(key) => {
+                            println!("  drift reference stored: s3://{bucket}/{key}")
+                        }
+                        ReferencePushed::Kept(key) => println!(
+                            "  drift reference kept: s3://{bucket}/{key} was there already"
+                        ),
+                    }
                 }
                 ModelCommand::List { json } => {
                     let models = registry::list(&store).await?;

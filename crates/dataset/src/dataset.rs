@@ -1,4 +1,5 @@
-//! A directory of photos with a COCO `annotations.json` beside them.
+//! A directory of photos with a COCO `annotations.json` beside them (or in
+//! `images/` beside it: the layout `modelobs dataset export` writes).
 
 use std::path::{Path, PathBuf};
 
@@ -47,6 +48,12 @@ impl Dataset {
             problem,
         };
         let coco = coco_format::parse_dataset(&bytes).map_err(|e| bad(e.to_string()))?;
+        // `modelobs dataset export`'s layout keeps the images in `images/`
+        // (train/finetune.py reads both the same way).
+        let images = match dir.join("images") {
+            d if d.is_dir() => d,
+            _ => dir.clone(),
+        };
 
         let mut samples = Vec::with_capacity(coco.images.len());
         for img in &coco.images {
@@ -54,7 +61,7 @@ impl Dataset {
                 .file_name
                 .clone()
                 .ok_or_else(|| bad(format!("image {} has no file_name", img.id)))?;
-            let path = dir.join(&file);
+            let path = images.join(&file);
             let image = image::open(&path)
                 .map_err(|source| DatasetError::Image {
                     path: path.clone(),

@@ -340,17 +340,36 @@ pub async fn write_reference<S: ObjectStore>(
     store: &S,
     reference: &ProfileReference,
 ) -> Result<String, ProfileError> {
+    put_reference(store, reference, PutCondition::Always)
+        .await
+        .map(|(key, _)| key)
+}
+
+/// Stores `reference` unless its version has one (a reference someone
+/// pinned wins over the one a model directory brings); `true` if written.
+pub async fn offer_reference<S: ObjectStore>(
+    store: &S,
+    reference: &ProfileReference,
+) -> Result<(String, bool), ProfileError> {
+    put_reference(store, reference, PutCondition::IfAbsent).await
+}
+
+async fn put_reference<S: ObjectStore>(
+    store: &S,
+    reference: &ProfileReference,
+    condition: PutCondition,
+) -> Result<(String, bool), ProfileError> {
     let key = keys::profile_reference(&reference.model.version)
         .map_err(malformed(&reference.model.version))?;
-    store
+    let outcome = store
         .put(
             &key,
             Bytes::from(records::to_json(reference)),
             "application/json",
-            PutCondition::Always,
+            condition,
         )
         .await?;
-    Ok(key)
+    Ok((key, matches!(outcome, PutOutcome::Written { .. })))
 }
 
 /// `window`'s label-free side. `recent` is the window and (hours) the hours

@@ -6,9 +6,12 @@ use std::path::{Path, PathBuf};
 use chrono::{TimeZone, Utc};
 use modelobs_adapters::memory::MemoryStore;
 use modelobs_adapters::{ObjectStore, PutCondition};
-use modelobs_core::records::ModelRef;
+use modelobs_core::drift::ProfileSummary;
+use modelobs_core::records::{self, ModelRef, ProfileReference};
+use modelobs_pipeline::profiles::{read_reference, write_reference};
 use modelobs_pipeline::registry::{
-    self, Pushed, RegistryError, parse_reference, promote, pull, push,
+    self, Pushed, REFERENCE_FILE, ReferencePushed, RegistryError, parse_reference, promote, pull,
+    push, push_reference,
 };
 use sha2::{Digest, Sha256};
 
@@ -162,4 +165,70 @@ fn references_are_name_slash_version() {
     for bad in ["nanodet", "nanodet/", "/v1", "a/b/c", "a/..", "a b/v1"] {
         assert!(parse_reference(bad).is_err(), "{bad}");
     }
+}
+
+fn reference_of(model: &ModelRef, source: &str) -> ProfileReference {
+    ProfileReference {
+        model: model.clone(),
+        source: source.into(),
+        created_at: Utc.with_ymd_and_hms(2026, 12, 2, 12, 0, 0).unwrap(),
+        summary: ProfileSummary::default(),
+    }
+}
+
+#[tokio::test]
+async fn a_model_directory_brings_its_drift_reference_unless_one_is_pinned() {
+    let tmp = modelobs_testkit::temp_dir(module_path!());
+    let store = MemoryStore::new();
+    let dir = model_dir(tmp.as_path(), "ft-a", b"a");
+    let (entry, _) = push(&store, &dir).await.unwrap();
+    // None in the directory: nothing stored.
+    assert_eq!(
+        push_reference(&store, &dir, &entry).await.unwrap(),
+        ReferencePushed::None
+    );
+    assert_eq!(read_reference(&store, "ft-a").await.unwrap(), None);
+
+    let brought = reference_of(&entry.reference(), "training set: dataset d split train");
+    std::fs::write(dir.join(REFERENCE_FILE), records::to_json(&brought)).unwrap();
+    let key = "profiles/reference/ft-a.json".to_string();
+    assert_eq!(
+        push_reference(&store, &dir, &entry).await.unwrap(),
+        ReferencePushed::Stored(key.clone())
+    );
+    assert_eq!(read_reference(&store, "ft-a").await.unwrap(), Some(brought));
+
+    // A reference pinned since (modelobs drift reference) is not replaced.
+    let pinned = reference_of(&entry.reference(), "captures 2026-12-01..2026-12-02");
+    write_reference(&store, &pinned).await.unwrap();
+    assert_eq!(
+        push_reference(&store, &dir, &entry).await.unwrap(),
+        ReferencePushed::Kept(key)
+    );
+    assert_eq!(read_reference(&store, "ft-a").await.unwrap(), Some(pinned));
+}
+
+#[tokio::test]
+async fn a_reference_of_another_version_is_refused() {
+    let tmp = modelobs_testkit::temp_dir(module_path!());
+    let store = MemoryStore::new();
+    let dir = model_dir(tmp.as_path(), "ft-b", b"b");
+    let (entry, _) = push(&store, &dir).await.unwrap();
+    let other = ModelRef {
+        version: "ft-a".into(),
+        ..entry.reference()
+    };
+    std::fs::write(
+        dir.join(REFERENCE_FILE),
+        records::to_json(&reference_of(&other, "x")),
+    )
+    .unwrap();
+    let err = push_reference(&store, &dir, &entry).await.unwrap_err();
+    assert!(
+        err.to_string().contains("the reference is for")
+            && err.to_string().contains("--training-set"),
+        "{err}"
+    );
+    assert_eq!(read_reference(&store, "ft-b").await.unwrap(), None);
+    assert_eq!(read_reference(&store, "ft-a").await.unwrap(), None);
 }
