@@ -404,33 +404,56 @@ pub async fn stored_metrics<S: ObjectStore>(
     to: DateTime<Utc>,
     model_version: Option<&str>,
 ) -> Result<Vec<WindowMetrics>, ProfileError> {
-    let mut windows = Vec::new();
-    let mut date = from.date_naive();
-    while date.and_time(NaiveTime::MIN).and_utc() < to {
-        for object in store
-            .list(&keys::window_metrics_on(granularity, date))
-            .await?
-        {
-            let Some(stored) = store.get(&object.key).await? else {
-                continue; // deleted since the listing (its labels were)
-            };
-            let m: WindowMetrics =
-                records::from_json(&stored.body).map_err(malformed(&object.key))?;
-            let wanted = m.window.granularity == granularity
+    let mut windows = read_by_date(
+        store,
+        from,
+        to,
+        |date| keys::window_metrics_on(granularity, date),
+        |_| true,
+        |m: &WindowMetrics| {
+            m.window.granularity == granularity
                 && from <= m.window.start
                 && m.window.start < to
-                && model_version.is_none_or(|v| v == m.model.version);
-            if wanted {
-                windows.push(m);
+                && model_version.is_none_or(|v| v == m.model.version)
+        },
+    )
+    .await?;
+    windows.sort_by(|a, b| {
+        (a.window.start, &a.model.version).cmp(&(b.window.start, &b.model.version))
+    });
+    Ok(windows)
+}
+
+/// The records listed under `prefix(date)` for every date from `from`'s
+/// until `to`, read unless `listed` turns the key down, and kept where `keep`
+/// holds. An object deleted since the listing is skipped.
+async fn read_by_date<S: ObjectStore, T: records::Record>(
+    store: &S,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    prefix: impl Fn(NaiveDate) -> String,
+    listed: impl Fn(&str) -> bool,
+    keep: impl Fn(&T) -> bool,
+) -> Result<Vec<T>, ProfileError> {
+    let mut out = Vec::new();
+    let mut date = from.date_naive();
+    while date.and_time(NaiveTime::MIN).and_utc() < to {
+        for object in store.list(&prefix(date)).await? {
+            if !listed(&object.key) {
+                continue;
+            }
+            let Some(stored) = store.get(&object.key).await? else {
+                continue;
+            };
+            let record: T = records::from_json(&stored.body).map_err(malformed(&object.key))?;
+            if keep(&record) {
+                out.push(record);
             }
         }
         let Some(next) = date.succ_opt() else { break };
         date = next;
     }
-    windows.sort_by(|a, b| {
-        (a.window.start, &a.model.version).cmp(&(b.window.start, &b.model.version))
-    });
-    Ok(windows)
+    Ok(out)
 }
 
 /// A labelled window with its profile: one point to calibrate on.
@@ -482,29 +505,21 @@ pub async fn query<S: ObjectStore>(
     to: DateTime<Utc>,
     model_version: Option<&str>,
 ) -> Result<Vec<ProfileWindow>, ProfileError> {
-    let mut out = Vec::new();
-    let mut date = from.date_naive();
-    while date.and_time(NaiveTime::MIN).and_utc() < to {
-        for o in store
-            .list(&keys::profile_windows_on(granularity, date))
-            .await?
-        {
-            let Ok((window, version)) = keys::parse_profile_window(&o.key) else {
-                continue;
-            };
-            let wanted = from <= window.start
-                && window.start < to
-                && model_version.is_none_or(|v| v == version);
-            if !wanted {
-                continue;
-            }
-            if let Some(stored) = store.get(&o.key).await? {
-                out.push(records::from_json(&stored.body).map_err(malformed(&o.key))?);
-            }
-        }
-        let Some(next) = date.succ_opt() else { break };
-        date = next;
-    }
+    let mut out = read_by_date(
+        store,
+        from,
+        to,
+        |date| keys::profile_windows_on(granularity, date),
+        |key| {
+            keys::parse_profile_window(key).is_ok_and(|(window, version)| {
+                from <= window.start
+                    && window.start < to
+                    && model_version.is_none_or(|v| v == version)
+            })
+        },
+        |_: &ProfileWindow| true,
+    )
+    .await?;
     out.sort_by(|a: &ProfileWindow, b| {
         (a.window.start, &a.model.version).cmp(&(b.window.start, &b.model.version))
     });
