@@ -96,6 +96,8 @@ REACHED_NOT_USED = {
     "InferenceUploadFunction": [
         ("captures/shadow/", r"\bcapture::shadow\(|\.load_shadow\(",
          "modelobs_pipeline::capture::shadow runs SHADOW_MODEL_REF, the HTTP function's; uploads run no shadow"),
+        ("profiles/pending/", r"\bcapture::shadow\(|\.load_shadow\(",
+         "capture::shadow writes the shadow record's profile delta; uploads run no shadow"),
     ],
 }
 # Prefixes a function only lists (s3:ListBucket, no object grant), with the evidence.
@@ -784,9 +786,9 @@ class Wiring(unittest.TestCase):
         self.assertEqual(http["SHADOW_MODEL_REF"], {"Ref": "ShadowModelRef"})
         # Uploads run no shadow: the evidence REACHED_NOT_USED relies on sees the HTTP
         # function's shadow and none in the upload function.
-        (_, evidence, _), = REACHED_NOT_USED["InferenceUploadFunction"]
-        self.assertRegex(own_code("InferenceFunction"), evidence)
-        self.assertNotRegex(own_code("InferenceUploadFunction"), evidence)
+        for _, evidence, _ in REACHED_NOT_USED["InferenceUploadFunction"]:
+            self.assertRegex(own_code("InferenceFunction"), evidence)
+            self.assertNotRegex(own_code("InferenceUploadFunction"), evidence)
         self.assertNotIn("SHADOW_MODEL_REF", upload, "set where no shadow runs")
         # What the CLI tells people to deploy with names parameters the template has.
         hints = set()

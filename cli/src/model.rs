@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use modelobs_pipeline::registry::{self, Pushed, ReferencePushed, parse_reference};
+use modelobs_pipeline::profiles::{self, ReferencePushed};
+use modelobs_pipeline::registry::{self, Pushed, parse_reference};
 
 #[derive(Args, Debug)]
 pub struct ModelArgs {
@@ -74,10 +75,10 @@ pub fn run(args: &ModelArgs) -> Result<()> {
                         entry.size_bytes,
                         entry.sha256
                     );
-                    match registry::push_reference(&store, dir, &entry).await? {
+                    match profiles::push_reference(&store, dir, &entry.reference()).await? {
                         ReferencePushed::None => println!(
                             "  no {} in {}: its windows get no drift test until one is stored (modelobs drift reference)",
-                            registry::REFERENCE_FILE,
+                            profiles::REFERENCE_FILE,
                             dir.display()
                         ),
                         ReferencePushed::Stored(key) => {

@@ -567,6 +567,22 @@ async fn the_whole_loop_from_predict_to_window() {
         assert_eq!(e.model.version, candidate_version);
         shadows.insert(c.id.to_string(), s);
     }
+    // ... and its label-free windows: every shadow answer's profile folded
+    // into the candidate's own day windows (the inference function wrote the
+    // deltas: no sampler reads a shadow record)
+    for d in &days {
+        let w = Window {
+            granularity: Granularity::Day,
+            start: d.and_time(chrono::NaiveTime::MIN).and_utc(),
+        };
+        let key = keys::profile_window(&w, &candidate_version).unwrap();
+        let p: ProfileWindow = get_json(&store, &key).await;
+        assert_eq!(
+            (p.summary.captures, p.summary.profiled),
+            (per_day as u64, per_day as u64),
+            "{key}"
+        );
+    }
     std::fs::create_dir_all(work.join("shadow")).unwrap();
     assert_day_windows(
         &store,

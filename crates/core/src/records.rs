@@ -583,6 +583,20 @@ impl Record for ProfileDelta {
     const SCHEMA_VERSION: u32 = 1;
 }
 
+impl ProfileDelta {
+    /// `capture`'s profile, stored at `keys::profile_delta` of its id, time
+    /// and version. Written `If-None-Match`: a record delivered again adds
+    /// nothing.
+    pub fn of(capture: &CaptureRecord) -> Self {
+        Self {
+            capture_id: capture.id,
+            captured_at: capture.captured_at,
+            model: capture.model.clone(),
+            profile: capture.profile.clone(),
+        }
+    }
+}
+
 /// `profiles/<hour|day>/<start>/<model-version>.json`: the label-free
 /// profiles of every capture of one model version in one window, labelled
 /// or not. A day is the sum of its hours.

@@ -4,7 +4,9 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use modelobs_adapters::{ObjectStore, PutCondition, StoreError};
 use modelobs_core::keys;
-use modelobs_core::records::{self, CaptureId, CaptureRecord, CaptureSource, CapturedImage};
+use modelobs_core::records::{
+    self, CaptureId, CaptureRecord, CaptureSource, CapturedImage, ProfileDelta,
+};
 use modelobs_detector::{Detector, Prediction};
 use sha2::{Digest, Sha256};
 
@@ -110,6 +112,17 @@ pub async fn shadow<S: ObjectStore>(
             Bytes::from(records::to_json(&record)),
             "application/json",
             PutCondition::Always,
+        )
+        .await?;
+    // Its profile, for the shadow version's label-free windows: the sampler
+    // writes the serving record's, but a shadow record triggers no sampler.
+    let delta_key = keys::profile_delta(record.id, record.captured_at, &record.model.version)?;
+    store
+        .put(
+            &delta_key,
+            Bytes::from(records::to_json(&ProfileDelta::of(&record))),
+            "application/json",
+            PutCondition::IfAbsent,
         )
         .await?;
     Ok(record)

@@ -7,7 +7,9 @@
 //!
 //! The sampler reads every capture record anyway; it writes the record's
 //! profile as a small `ProfileDelta` under `profiles/pending/<hour>/<version>/`
-//! (`sample::record_delta`). The rollup ([`fold`]) lists the pending deltas, adds
+//! (`ProfileDelta::of`; a shadow model's record, which triggers no sampling,
+//! gets its delta from the inference function that made it, `capture::shadow`).
+//! The rollup ([`fold`]) lists the pending deltas, adds
 //! them to their hour's window (compare-and-swap on the ETag it read), then
 //! deletes exactly the deltas it folded; a day is rewritten as the sum of its
 //! stored hours. Each hour window keeps the ids it folded, so a delta
@@ -24,6 +26,7 @@
 //! enough of them.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
 
 use bytes::Bytes;
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
@@ -47,6 +50,9 @@ pub enum ProfileError {
     Store(#[from] StoreError),
     #[error("{key}: {source}")]
     Malformed { key: String, source: CoreError },
+    /// A model directory's reference.json unreadable, or not its model's.
+    #[error("{path}: {problem}")]
+    BadReferenceFile { path: String, problem: String },
 }
 
 fn malformed(key: &str) -> impl FnOnce(CoreError) -> ProfileError + '_ {
@@ -370,6 +376,59 @@ async fn put_reference<S: ObjectStore>(
         )
         .await?;
     Ok((key, matches!(outcome, PutOutcome::Written { .. })))
+}
+
+/// The file in a model directory holding the drift reference of its version
+/// (`modelobs drift reference --training-set --out`; `make train` writes it).
+pub const REFERENCE_FILE: &str = "reference.json";
+
+/// What [`push_reference`] did with a model directory's reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReferencePushed {
+    /// The directory has none.
+    None,
+    /// Stored at this key: the version's windows are tested against it.
+    Stored(String),
+    /// The version has a reference already (pinned by someone): kept.
+    Kept(String),
+}
+
+/// Stores `dir`'s [`REFERENCE_FILE`], if it has one, as the drift reference
+/// of `model` (the directory's model.json), unless that version has a
+/// reference already (`modelobs model push`). A reference of another model
+/// is refused.
+pub async fn push_reference<S: ObjectStore>(
+    store: &S,
+    dir: &Path,
+    model: &ModelRef,
+) -> Result<ReferencePushed, ProfileError> {
+    let path = dir.join(REFERENCE_FILE);
+    let bad = |problem: String| ProfileError::BadReferenceFile {
+        path: path.display().to_string(),
+        problem,
+    };
+    let body = match tokio::fs::read(&path).await {
+        Ok(body) => body,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ReferencePushed::None),
+        Err(e) => return Err(bad(e.to_string())),
+    };
+    let profile: ProfileReference =
+        records::from_json(&body).map_err(|e| bad(format!("not a drift reference: {e}")))?;
+    if profile.model != *model {
+        let name = |m: &ModelRef| format!("{}/{}", m.name, m.version);
+        return Err(bad(format!(
+            "the reference is for {}, the directory's model.json is {}: make it again \
+             (modelobs drift reference --model {} --training-set --out {})",
+            name(&profile.model),
+            name(model),
+            dir.display(),
+            path.display()
+        )));
+    }
+    Ok(match offer_reference(store, &profile).await? {
+        (key, true) => ReferencePushed::Stored(key),
+        (key, false) => ReferencePushed::Kept(key),
+    })
 }
 
 /// `window`'s label-free side. `recent` is the window and (hours) the hours

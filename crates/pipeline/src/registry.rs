@@ -18,7 +18,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use modelobs_adapters::{ObjectStore, PutCondition, PutOutcome, StoreError};
 use modelobs_core::export::sha256_hex;
-use modelobs_core::records::{self, ModelRef, ProfileReference, Promotion};
+use modelobs_core::records::{self, ModelRef, Promotion};
 use modelobs_core::{CoreError, keys};
 use modelobs_detector::ModelMetadata;
 use serde::Serialize;
@@ -202,64 +202,6 @@ pub async fn push<S: ObjectStore>(
         Pushed::AlreadyThere
     };
     Ok((entry, pushed))
-}
-
-/// The file in a model directory holding the drift reference of its version
-/// (`modelobs drift reference --training-set --out`; `make train` writes it).
-pub const REFERENCE_FILE: &str = "reference.json";
-
-/// What [`push_reference`] did with a model directory's reference.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReferencePushed {
-    /// The directory has none.
-    None,
-    /// Stored at this key: the version's windows are tested against it.
-    Stored(String),
-    /// The version has a reference already (pinned by someone): kept.
-    Kept(String),
-}
-
-/// Stores `dir`'s [`REFERENCE_FILE`], if it has one, as the drift reference
-/// of `entry`'s version, unless that version has a reference already. A
-/// reference of another version is refused.
-pub async fn push_reference<S: ObjectStore>(
-    store: &S,
-    dir: &Path,
-    entry: &RegisteredModel,
-) -> Result<ReferencePushed, RegistryError> {
-    let path = dir.join(REFERENCE_FILE);
-    let body = match tokio::fs::read(&path).await {
-        Ok(body) => body,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ReferencePushed::None),
-        Err(e) => return Err(io(&path)(e)),
-    };
-    let bad = |problem: String| RegistryError::BadModelDir {
-        path: path.display().to_string(),
-        problem,
-    };
-    let profile: ProfileReference =
-        records::from_json(&body).map_err(|e| bad(format!("not a drift reference: {e}")))?;
-    if profile.model != entry.reference() {
-        return Err(bad(format!(
-            "the reference is for {}, the directory's model.json is {}: make it again \
-             (modelobs drift reference --model {} --training-set --out {})",
-            reference(&profile.model),
-            reference(&entry.reference()),
-            dir.display(),
-            path.display()
-        )));
-    }
-    match crate::profiles::offer_reference(store, &profile).await {
-        Ok((key, true)) => Ok(ReferencePushed::Stored(key)),
-        Ok((key, false)) => Ok(ReferencePushed::Kept(key)),
-        Err(crate::profiles::ProfileError::Store(e)) => Err(RegistryError::Store(e)),
-        Err(crate::profiles::ProfileError::Malformed { key, source }) => {
-            Err(RegistryError::BadStored {
-                key,
-                problem: source.to_string(),
-            })
-        }
-    }
 }
 
 /// Writes `key` unless it exists; if it does, `same(stored)` must hold.

@@ -190,16 +190,10 @@ async fn record_delta<S: ObjectStore>(
             key: record_key.to_string(),
             source,
         })?;
-    let delta = ProfileDelta {
-        capture_id: capture.id,
-        captured_at: capture.captured_at,
-        model: capture.model.clone(),
-        profile: capture.profile.clone(),
-    };
     put(
         deps,
         &key,
-        Bytes::from(records::to_json(&delta)),
+        Bytes::from(records::to_json(&ProfileDelta::of(capture))),
         PutCondition::IfAbsent,
     )
     .await?;

@@ -8,10 +8,11 @@ use modelobs_adapters::memory::MemoryStore;
 use modelobs_adapters::{ObjectStore, PutCondition};
 use modelobs_core::drift::ProfileSummary;
 use modelobs_core::records::{self, ModelRef, ProfileReference};
-use modelobs_pipeline::profiles::{read_reference, write_reference};
+use modelobs_pipeline::profiles::{
+    REFERENCE_FILE, ReferencePushed, push_reference, read_reference, write_reference,
+};
 use modelobs_pipeline::registry::{
-    self, Pushed, REFERENCE_FILE, ReferencePushed, RegistryError, parse_reference, promote, pull,
-    push, push_reference,
+    self, Pushed, RegistryError, parse_reference, promote, pull, push,
 };
 use sha2::{Digest, Sha256};
 
@@ -184,7 +185,9 @@ async fn a_model_directory_brings_its_drift_reference_unless_one_is_pinned() {
     let (entry, _) = push(&store, &dir).await.unwrap();
     // None in the directory: nothing stored.
     assert_eq!(
-        push_reference(&store, &dir, &entry).await.unwrap(),
+        push_reference(&store, &dir, &entry.reference())
+            .await
+            .unwrap(),
         ReferencePushed::None
     );
     assert_eq!(read_reference(&store, "ft-a").await.unwrap(), None);
@@ -193,7 +196,9 @@ async fn a_model_directory_brings_its_drift_reference_unless_one_is_pinned() {
     std::fs::write(dir.join(REFERENCE_FILE), records::to_json(&brought)).unwrap();
     let key = "profiles/reference/ft-a.json".to_string();
     assert_eq!(
-        push_reference(&store, &dir, &entry).await.unwrap(),
+        push_reference(&store, &dir, &entry.reference())
+            .await
+            .unwrap(),
         ReferencePushed::Stored(key.clone())
     );
     assert_eq!(read_reference(&store, "ft-a").await.unwrap(), Some(brought));
@@ -202,7 +207,9 @@ async fn a_model_directory_brings_its_drift_reference_unless_one_is_pinned() {
     let pinned = reference_of(&entry.reference(), "captures 2026-12-01..2026-12-02");
     write_reference(&store, &pinned).await.unwrap();
     assert_eq!(
-        push_reference(&store, &dir, &entry).await.unwrap(),
+        push_reference(&store, &dir, &entry.reference())
+            .await
+            .unwrap(),
         ReferencePushed::Kept(key)
     );
     assert_eq!(read_reference(&store, "ft-a").await.unwrap(), Some(pinned));
@@ -223,7 +230,9 @@ async fn a_reference_of_another_version_is_refused() {
         records::to_json(&reference_of(&other, "x")),
     )
     .unwrap();
-    let err = push_reference(&store, &dir, &entry).await.unwrap_err();
+    let err = push_reference(&store, &dir, &entry.reference())
+        .await
+        .unwrap_err();
     assert!(
         err.to_string().contains("the reference is for")
             && err.to_string().contains("--training-set"),

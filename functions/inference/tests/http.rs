@@ -277,6 +277,31 @@ async fn a_shadow_model_answers_into_the_bucket_never_to_the_caller() {
     let shadow: CaptureRecord = records::from_json(&d.store.inner().body(&key).unwrap()).unwrap();
     assert_eq!(shadow.model.version, "2-shadow");
     assert_eq!((shadow.id, &shadow.image), (serving.id, &serving.image));
+    // Its profile waits for the rollup under its own version (no sampler
+    // reads a shadow record); the serving record's is the sampler's to write.
+    let delta: modelobs_core::records::ProfileDelta = records::from_json(
+        &d.store
+            .inner()
+            .body(&modelobs_core::keys::profile_delta(id, serving.captured_at, "2-shadow").unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            delta.capture_id,
+            delta.model.version.as_str(),
+            &delta.profile
+        ),
+        (id, "2-shadow", &shadow.profile)
+    );
+    let pending: Vec<String> = d
+        .store
+        .inner()
+        .keys()
+        .into_iter()
+        .filter(|k| k.starts_with(modelobs_core::keys::PROFILES_PENDING))
+        .collect();
+    assert_eq!(pending.len(), 1, "{pending:?}");
 
     // A failing shadow changes nothing for the caller.
     d.shadow
