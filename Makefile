@@ -23,9 +23,11 @@ ORT_LIB := $(CURDIR)/.cache/ort/$(ORT_VERSION)-$(shell uname -m)/libonnxruntime.
 export ORT_DYLIB_PATH ?= $(ORT_LIB)
 # Test photos with animals: Debian's darknet package.
 export MODELOBS_TEST_PHOTOS ?= /usr/share/darknet/data
+# Small ONNX detectors of every family model.json describes (`make families`).
+export MODELOBS_FAMILIES_DIR ?= $(CURDIR)/.cache/families/models
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build build-arm64 build-x86_64 sam-local sam-local-release bins release dev test composites datasets train test-train fmt-check clippy unit crosscheck bench-eval bench-rollup demo clean ort photos layer bench-inference test-localstack lint-template test-local-resources test-browser chromium fuzz fuzz-replay fuzz-seeds
+.PHONY: families all build build-arm64 build-x86_64 sam-local sam-local-release bins release dev test composites datasets train test-train fmt-check clippy unit crosscheck bench-eval bench-rollup demo clean ort photos layer bench-inference test-localstack lint-template test-local-resources test-browser chromium fuzz fuzz-replay fuzz-seeds
 
 all: build
 
@@ -82,10 +84,16 @@ clippy:
 ## unit: every test of the workspace, in one run inside a fresh LocalStack. Tests that need
 ## ONNX Runtime, LocalStack or cargo-lambda are #[ignore = "needs ..."]: a plain `cargo test`
 ## lists them as ignored, and here --include-ignored runs them, failing if anything is missing.
-unit: ort photos composites
+unit: ort photos composites families
 	$(CARGO) test --workspace --no-run
 	CARGO_LAMBDA="$$(bash scripts/cargo-lambda.sh)/cargo-lambda" \
 	  localstack/with-stack $(CARGO) test --workspace --no-fail-fast -- --include-ignored
+
+## families: one small random-weight ONNX detector per decode family (YOLOv5, YOLOv8, TF OD API
+## SSD, DETR, RT-DETR) with its model.json and the Python reference's detections, into
+## $(MODELOBS_FAMILIES_DIR) (models/families/make.sh; seconds, a no-op when up to date).
+families:
+	@bash models/families/make.sh "$(MODELOBS_FAMILIES_DIR)" >/dev/null
 
 ## ort: the ONNX Runtime library (.cache/ort/), from the pinned PyPI wheel.
 ort:

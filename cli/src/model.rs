@@ -1,7 +1,9 @@
 //! `modelobs model push|list|show|pull|promote`: the model registry in the
-//! data bucket (`modelobs_pipeline::registry`).
+//! data bucket (`modelobs_pipeline::registry`); `modelobs model check`: a
+//! model directory against its own ONNX file, before it is pushed
+//! (`modelobs_detector::check`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
@@ -19,6 +21,13 @@ pub struct ModelArgs {
 
 #[derive(Subcommand, Debug)]
 enum ModelCommand {
+    /// Check DIR/model.json against its ONNX file (input and output names, dtypes, shapes,
+    /// class count, labels) and run one generated image; no bucket needed. Exits non-zero
+    /// with the model.json field to fix.
+    Check {
+        /// The directory holding model.json (or model.json itself).
+        dir: PathBuf,
+    },
     /// Upload a model directory (model.json and its file) as models/<name>/<version>/.
     Push {
         /// The directory holding model.json.
@@ -50,6 +59,9 @@ enum ModelCommand {
 }
 
 pub fn run(args: &ModelArgs) -> Result<()> {
+    if let ModelCommand::Check { dir } = &args.command {
+        return check(dir);
+    }
     let bucket = args
         .bucket
         .clone()
@@ -60,6 +72,7 @@ pub fn run(args: &ModelArgs) -> Result<()> {
         .block_on(async {
             let store = crate::bucket_store(&bucket).await;
             match &args.command {
+                ModelCommand::Check { .. } => unreachable!("answered above, without a bucket"),
                 ModelCommand::Push { dir } => {
                     let (entry, pushed) = registry::push(&store, dir).await?;
                     let what = match pushed {
@@ -158,4 +171,32 @@ pub fn run(args: &ModelArgs) -> Result<()> {
             }
             Ok(())
         })
+}
+
+fn check(dir: &Path) -> Result<()> {
+    let report = modelobs_detector::check::check_model(dir, None)?;
+    println!(
+        "{}: {}/{} ({} decode, {} classes, names from {})",
+        report.model_json.display(),
+        report.name,
+        report.version,
+        report.family,
+        report.num_classes,
+        report.labels_from
+    );
+    for t in &report.signature.inputs {
+        println!("  input  {t}");
+    }
+    for t in &report.signature.outputs {
+        println!("  output {t}");
+    }
+    let candidates = match report.candidates_before_nms {
+        Some(n) => format!(", {n} candidates before NMS"),
+        None => String::new(),
+    };
+    println!(
+        "  ok: a grey {}x{} JPEG gave {} detections{candidates} (load {:.0} ms, inference {:.1} ms)",
+        report.image.0, report.image.1, report.detections, report.load_ms, report.inference_ms
+    );
+    Ok(())
 }

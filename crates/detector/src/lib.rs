@@ -1,10 +1,13 @@
-//! The detector: image bytes in, COCO-80 detections out, behind [`Detector`]
+//! The detector: image bytes in, detections out (any family `model.json`
+//! describes: NanoDet GFL, YOLOv5, YOLOv8/11, TF OD API, DETR / RT-DETR), behind [`Detector`]
 //! so handlers can be tested with a fake.
 //!
 //! [`OnnxDetector`] is the real one: the model's `model.json` drives every
 //! step (models/README.md, "The pipeline, exactly"); ONNX Runtime is loaded
 //! at run time from `ORT_DYLIB_PATH`.
 
+pub mod check;
+pub mod decode;
 pub mod image_input;
 pub mod metadata;
 mod onnx;

@@ -1,5 +1,7 @@
-//! [`OnnxDetector`]: the real [`Detector`], a GFL-head model (NanoDet) on
-//! ONNX Runtime, configured entirely by its `model.json`.
+//! [`OnnxDetector`]: the real [`Detector`], a model of any family
+//! `model.json`'s `decode.type` names (NanoDet's GFL heads, YOLOv5, YOLOv8/11,
+//! TF OD API, DETR / RT-DETR) on ONNX Runtime, configured entirely by its
+//! `model.json`.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock, PoisonError};
@@ -7,7 +9,7 @@ use std::time::Instant;
 
 use modelobs_core::BBox;
 use modelobs_core::classes;
-use modelobs_core::profile::CaptureProfile;
+use modelobs_core::profile::{CaptureProfile, NmsSignals};
 use modelobs_core::records::{Detection, ModelRef, StageTimings};
 use ort::environment::Environment;
 use ort::session::Session;
@@ -15,8 +17,10 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::value::{TensorElementType, TensorRef, ValueType};
 use sha2::{Digest, Sha256};
 
+use crate::check::{Signature, SignatureError, TensorInfo, check_signature, model_names};
+use crate::decode::{Decoder, Tensor};
 use crate::metadata::{ModelMetadata, check_unit};
-use crate::postprocess::{Candidate, GflDecoder, select};
+use crate::postprocess::{Candidate, rank, select};
 use crate::preprocess::{Preprocessor, Scratch};
 use crate::signals::{self, LumaScratch};
 use crate::{DetectError, Detector, ImageInfo, LoadError, Prediction, image_input};
@@ -78,7 +82,10 @@ pub struct OnnxDetector {
     model: ModelRef,
     meta: ModelMetadata,
     pre: Preprocessor,
-    decoder: GflDecoder,
+    decoder: Decoder,
+    /// The outputs the decoder reads, in its order.
+    tensor_names: Vec<String>,
+    signature: Signature,
     score_threshold: f64,
     nms_iou: f64,
     max_detections: usize,
@@ -105,8 +112,29 @@ impl OnnxDetector {
     /// Reads and checks `model.json`, verifies the model file's SHA-256,
     /// loads ONNX Runtime and builds the session.
     pub fn load(config: &DetectorConfig) -> Result<Self, LoadError> {
-        let (meta, json_path) = ModelMetadata::load(&config.model)?;
-        let settings = Settings::resolve(config, &meta)?;
+        Self::load_checked(config).map_err(|e| match e {
+            LoadFailure::Other(e) => e,
+            LoadFailure::Signature(e) => {
+                let path = ModelMetadata::load(&config.model)
+                    .map(|(meta, json)| meta.model_path(&json))
+                    .unwrap_or_else(|_| config.model.clone());
+                LoadError::ModelFile {
+                    path,
+                    problem: e.to_string(),
+                }
+            }
+        })
+    }
+
+    /// [`Self::load`], keeping a signature mismatch typed for
+    /// [`crate::check::check_model`].
+    pub(crate) fn load_checked(config: &DetectorConfig) -> Result<Self, LoadFailure> {
+        let (mut meta, json_path) = ModelMetadata::load(&config.model)?;
+        // Settings are checked before the slow part when the class names are
+        // known already; a yolov8 model.json may leave them to the ONNX file.
+        let early = (!meta.labels.is_empty())
+            .then(|| Settings::resolve(config, &meta))
+            .transpose()?;
         let model_path = meta.model_path(&json_path);
         // Reading and hashing the model (~20 ms) overlaps loading the ONNX
         // Runtime library (~40 ms) when a second core is there: cold start.
@@ -119,10 +147,23 @@ impl OnnxDetector {
         let env = env?;
         let session = build_session(&env, &model_bytes, config.intra_op_threads)?;
         drop(model_bytes);
-        check_signature(&session, &meta).map_err(|problem| LoadError::ModelFile {
+        let file_problem = |problem: String| LoadError::ModelFile {
             path: model_path.clone(),
             problem,
-        })?;
+        };
+        let signature = describe(&session);
+        check_signature(&signature, &meta).map_err(LoadFailure::Signature)?;
+        let names = session
+            .metadata()
+            .map_err(|e| file_problem(format!("cannot read its metadata: {e}")))?
+            .custom("names");
+        if let Some(names) = model_names(names).map_err(file_problem)? {
+            adopt_names(&mut meta, names).map_err(LoadFailure::Signature)?;
+        }
+        let settings = match early {
+            Some(settings) => settings,
+            None => Settings::resolve(config, &meta)?,
+        };
 
         let pre = Preprocessor::new(&meta.input, meta.channel_source());
         let input = vec![0f32; pre.tensor_len()];
@@ -131,7 +172,9 @@ impl OnnxDetector {
                 name: meta.name.clone(),
                 version: meta.version.clone(),
             },
-            decoder: GflDecoder::new(&meta),
+            decoder: Decoder::new(&meta),
+            tensor_names: Decoder::tensor_names(&meta),
+            signature,
             input_shape: [1, 3, meta.input.height as usize, meta.input.width as usize],
             pre,
             score_threshold: settings.score_threshold,
@@ -149,6 +192,11 @@ impl OnnxDetector {
                 suppressed: Vec::new(),
             }),
         })
+    }
+
+    /// The graph's inputs and outputs, as ONNX Runtime describes them.
+    pub fn signature(&self) -> &Signature {
+        &self.signature
     }
 
     pub fn metadata(&self) -> &ModelMetadata {
@@ -263,22 +311,20 @@ impl Detector for OnnxDetector {
 
         let t3 = Instant::now();
         candidates.clear();
-        let threshold = self.score_threshold as f32;
-        let mut order = 0u32;
-        for (level, spec) in self.meta.outputs.iter().enumerate() {
-            let (cls_len, reg_len) = self.decoder.level_lens(level);
-            let cls = output_f32(&outputs, &spec.cls, cls_len)?;
-            let reg = output_f32(&outputs, &spec.reg, reg_len)?;
-            self.decoder.decode_level(
-                level,
-                cls,
-                reg,
-                threshold,
-                &self.allowed,
-                &mut order,
-                candidates,
-            );
+        let mut tensors = Vec::with_capacity(self.tensor_names.len());
+        for name in &self.tensor_names {
+            tensors.push(output_tensor(&outputs, name)?);
         }
+        self.decoder
+            .decode(
+                &self.tensor_names,
+                &tensors,
+                self.score_threshold as f32,
+                &self.allowed,
+                candidates,
+            )
+            .map_err(model_error)?;
+        drop(tensors);
         drop(outputs);
         // Back to original pixels first: boxes left empty by clamping go
         // before NMS, as in the reference.
@@ -289,7 +335,14 @@ impl Detector for OnnxDetector {
             }
             None => false,
         });
-        let (n, nms) = select(candidates, self.nms_iou, self.max_detections, suppressed);
+        let (n, nms) = if self.meta.decode.needs_nms() {
+            select(candidates, self.nms_iou, self.max_detections, suppressed)
+        } else {
+            // TF OD API graphs have run NMS themselves and set predictors
+            // (DETR) need none: the NMS-consistency signals stay zero, the
+            // profile's way of saying "no NMS here" (nothing was folded).
+            (rank(candidates, self.max_detections), NmsSignals::default())
+        };
         let detections: Vec<Detection> =
             candidates[..n].iter().map(|c| self.detection(c)).collect();
         let postprocess_ms = ms(t3);
@@ -474,63 +527,86 @@ fn build_session(env: &Environment, model: &[u8], threads: usize) -> Result<Sess
         .map_err(|e| LoadError::Runtime(format!("cannot load the model: {e}")))
 }
 
-/// The graph's tensors are the ones `model.json` describes.
-fn check_signature(session: &Session, meta: &ModelMetadata) -> Result<(), String> {
-    let fits = |ty: &ValueType, want: &[i64]| -> bool {
-        ty.tensor_type() == Some(TensorElementType::Float32)
-            && ty.tensor_shape().is_some_and(|shape| {
-                shape.len() == want.len()
-                    && shape.iter().zip(want).all(|(&got, &w)| got < 0 || got == w)
-            })
+/// Why [`OnnxDetector::load_checked`] failed.
+#[derive(Debug)]
+pub(crate) enum LoadFailure {
+    Signature(SignatureError),
+    Other(LoadError),
+}
+
+impl From<LoadError> for LoadFailure {
+    fn from(e: LoadError) -> Self {
+        Self::Other(e)
+    }
+}
+
+fn describe(session: &Session) -> Signature {
+    let info = |name: &str, ty: &ValueType| TensorInfo {
+        name: name.to_string(),
+        dtype: match ty.tensor_type() {
+            Some(TensorElementType::Float32) => "float32".to_string(),
+            Some(other) => other.to_string(),
+            None => format!("{ty:?}"),
+        },
+        shape: ty.tensor_shape().map(|s| s.to_vec()).unwrap_or_default(),
     };
-    let inp = &meta.input;
-    let want_in = [1, 3, i64::from(inp.height), i64::from(inp.width)];
-    match session.inputs().iter().find(|o| o.name() == inp.name) {
-        Some(o) if fits(o.dtype(), &want_in) => {}
-        Some(o) => {
-            return Err(format!(
-                "input {:?} is {:?}, model.json says float32 {want_in:?}",
-                inp.name,
-                o.dtype()
-            ));
-        }
-        None => return Err(format!("the graph has no input {:?}", inp.name)),
+    Signature {
+        inputs: session
+            .inputs()
+            .iter()
+            .map(|o| info(o.name(), o.dtype()))
+            .collect(),
+        outputs: session
+            .outputs()
+            .iter()
+            .map(|o| info(o.name(), o.dtype()))
+            .collect(),
     }
-    let (nc, bins) = (meta.decode.num_classes as i64, meta.decode.reg_bins as i64);
-    for lvl in &meta.outputs {
-        let cells = i64::from(lvl.grid_width) * i64::from(lvl.grid_height);
-        for (name, want) in [(&lvl.cls, [1, cells, nc]), (&lvl.reg, [1, cells, 4 * bins])] {
-            match session.outputs().iter().find(|o| o.name() == name) {
-                Some(o) if fits(o.dtype(), &want) => {}
-                Some(o) => {
-                    return Err(format!(
-                        "output {name:?} is {:?}, model.json implies float32 {want:?}",
-                        o.dtype()
-                    ));
-                }
-                None => return Err(format!("the graph has no output {name:?}")),
-            }
-        }
+}
+
+/// The ONNX file's own class names win over model.json's (they travel with
+/// the weights), and a model.json that lists different ones is wrong.
+fn adopt_names(meta: &mut ModelMetadata, names: Vec<String>) -> Result<(), SignatureError> {
+    let nc = meta.decode.num_classes();
+    if names.len() != nc {
+        return Err(SignatureError::Mismatch {
+            field: "decode.num_classes".into(),
+            problem: format!(
+                "{nc} classes, the model's \"names\" metadata lists {}",
+                names.len()
+            ),
+            fix: format!("set decode.num_classes to {}", names.len()),
+        });
     }
+    if !meta.labels.is_empty() && meta.labels != names {
+        let first = meta
+            .labels
+            .iter()
+            .zip(&names)
+            .position(|(a, b)| a != b)
+            .unwrap_or(0);
+        return Err(SignatureError::Mismatch {
+            field: format!("labels[{first}]"),
+            problem: format!(
+                "{:?}, the model's \"names\" metadata says {:?}",
+                meta.labels[first], names[first]
+            ),
+            fix: "leave labels out to use the model's names, or copy them".into(),
+        });
+    }
+    meta.labels = names;
     Ok(())
 }
 
-fn output_f32<'a>(
+fn output_tensor<'a>(
     outputs: &'a ort::session::SessionOutputs<'_>,
     name: &str,
-    len: usize,
-) -> Result<&'a [f32], DetectError> {
+) -> Result<Tensor<'a>, DetectError> {
     let value = outputs
         .get(name)
         .ok_or_else(|| DetectError::Model(format!("the model returned no {name:?}")))?;
-    let (_, data) = value.try_extract_tensor::<f32>().map_err(model_error)?;
-    if data.len() != len {
-        return Err(DetectError::Model(format!(
-            "{name:?} has {} values, expected {len}",
-            data.len()
-        )));
-    }
-    Ok(data)
+    let (shape, data) = value.try_extract_tensor::<f32>().map_err(model_error)?;
+    Ok(Tensor { shape, data })
 }
 
 fn model_error(e: impl std::fmt::Display) -> DetectError {

@@ -1,12 +1,13 @@
 //! Model outputs → detections: GFL box decoding, score threshold and class
 //! filter, class-aware greedy NMS, top-N by score (models/README.md, "The
-//! pipeline, exactly", steps 4–7).
+//! pipeline, exactly", steps 4–7). The other families' decoders are in
+//! [`crate::decode`]; they share [`Candidate`], [`select`] and [`rank`].
 
 use std::cmp::Ordering;
 
 use modelobs_core::profile::NmsSignals;
 
-use crate::metadata::{ClsActivation, ModelMetadata};
+use crate::metadata::{ClsActivation, GflSpec, ModelMetadata};
 
 /// One (cell, class) pair over the threshold.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -40,22 +41,21 @@ pub struct GflDecoder {
 }
 
 impl GflDecoder {
-    pub fn new(meta: &ModelMetadata) -> Self {
+    pub fn new(meta: &ModelMetadata, spec: &GflSpec) -> Self {
         Self {
             levels: meta
-                .outputs
-                .iter()
+                .levels()
                 .map(|l| Level {
                     stride: f64::from(l.stride),
                     grid_width: l.grid_width as usize,
                     cells: l.grid_width as usize * l.grid_height as usize,
                 })
                 .collect(),
-            num_classes: meta.decode.num_classes,
-            bins: meta.decode.reg_bins,
-            side_index: meta.side_index(),
-            cell_offset: meta.decode.cell_offset,
-            activation: meta.decode.cls_activation,
+            num_classes: spec.num_classes,
+            bins: spec.reg_bins,
+            side_index: spec.side_index(),
+            cell_offset: spec.cell_offset,
+            activation: spec.cls_activation,
         }
     }
 
@@ -138,6 +138,14 @@ impl GflDecoder {
         let cy = ((cell / lvl.grid_width) as f64 + self.cell_offset) * lvl.stride;
         [cx - l, cy - t, cx + r, cy + b]
     }
+}
+
+/// For families whose graph has no overlapping candidates (TF OD API, DETR):
+/// no NMS, only the best `max_detections` by score, left at the front of
+/// `candidates`; returns how many.
+pub fn rank(candidates: &mut [Candidate], max_detections: usize) -> usize {
+    candidates.sort_unstable_by(by_score);
+    candidates.len().min(max_detections)
 }
 
 /// Score descending, then candidate order: the reference's tie rule.
@@ -330,7 +338,10 @@ mod tests {
     #[test]
     fn gfl_decodes_a_synthetic_tensor() {
         let meta = tiny_meta();
-        let dec = GflDecoder::new(&meta);
+        let crate::metadata::DecodeSpec::Gfl(spec) = &meta.decode else {
+            unreachable!("a gfl model.json")
+        };
+        let dec = GflDecoder::new(&meta, spec);
         assert_eq!(dec.level_lens(0), (8, 48));
         // GIVEN cell 3 (row 1, col 1: centre 12,12) scoring 0.9 for class 1
         // and 0.3 for class 0; cell 0 at 0.2 exactly (not over the threshold)

@@ -75,6 +75,26 @@ pub fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// The directory of generated detector-family models
+/// (`MODELOBS_FAMILIES_DIR`, `make families`); panics when it is not there.
+pub fn require_families() -> PathBuf {
+    let dir = std::env::var_os("MODELOBS_FAMILIES_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            panic!(
+                "this test needs the detector-family models: MODELOBS_FAMILIES_DIR is not set \
+                 (`make families` makes them into .cache/families/models; `make test` sets it)"
+            )
+        });
+    assert!(
+        dir.join("yolov8/model.json").is_file(),
+        "MODELOBS_FAMILIES_DIR={} holds no generated models: run `make families`",
+        dir.display()
+    );
+    dir
+}
+
 /// The ONNX Runtime library (`ORT_DYLIB_PATH`, `make ort`); panics when it is
 /// not there.
 pub fn require_ort() -> PathBuf {
