@@ -141,12 +141,17 @@ pub struct BenchRollupArgs {
     day: NaiveDate,
     #[arg(long, default_value_t = 3)]
     repeat: usize,
+    /// The ImageEval schema to store them in: 2 (what this build writes) or
+    /// 1 (what builds before it wrote, still read).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=2))]
+    schema: u32,
 }
 
 /// Stores one `ImageEval` per image of a COCO pair (as the metrics function
 /// would have, over one day) in an in-memory bucket, then times whole
 /// rollups of the day's 24 hours and the day from those stored evaluations.
-/// Prints one JSON object: seconds per run and the day window.
+/// Prints one JSON object: seconds per run (and per stage of each run) and
+/// the day window.
 pub fn bench(args: &BenchRollupArgs) -> Result<(), CliError> {
     let read = |p: &PathBuf| {
         std::fs::read(p).map_err(|e| CliError::BadInput {
@@ -216,7 +221,11 @@ pub fn bench(args: &BenchRollupArgs) -> Result<(), CliError> {
                         .await
                 }
             };
-            put(keys::image_eval(id, at), records::to_json(&eval)).await?;
+            let body = match args.schema {
+                1 => records::image_eval_v1_json(&eval),
+                _ => records::to_json(&eval),
+            };
+            put(keys::image_eval(id, at), body).await?;
             put(keys::capture_record(id, at), b"{}".to_vec()).await?;
             for g in [Granularity::Hour, Granularity::Day] {
                 let w = Window::containing(g, at);
@@ -233,6 +242,7 @@ pub fn bench(args: &BenchRollupArgs) -> Result<(), CliError> {
     touches.dedup();
 
     let mut seconds = Vec::new();
+    let mut stages = Vec::new();
     let mut windows = 0;
     for _ in 0..args.repeat.max(1) {
         rt.block_on(async {
@@ -255,6 +265,7 @@ pub fn bench(args: &BenchRollupArgs) -> Result<(), CliError> {
             .block_on(rollup::run(&deps))
             .map_err(|e| CliError::Other(e.into()))?;
         seconds.push(t0.elapsed().as_secs_f64());
+        stages.push(report.seconds);
         if !report.failed.is_empty() {
             return Err(CliError::Other(anyhow::anyhow!(
                 "bench rollup failed: {:?}",
@@ -283,10 +294,13 @@ pub fn bench(args: &BenchRollupArgs) -> Result<(), CliError> {
         json!({
             "images": n,
             "windows": windows,
+            "schema": args.schema,
             "stored_eval_bytes": stored_bytes,
             "rollup_s": seconds,
+            "stages_s": stages,
             "day": day.coco,
             "day_images_labelled": day.images_labelled,
+            "day_at_serving_threshold": day.at_serving_threshold,
         })
     );
     Ok(())

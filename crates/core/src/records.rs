@@ -397,13 +397,59 @@ pub struct ImageEval {
     pub ap50: f64,
     /// TP/FP/FN, precision, recall, F1 and mean IoU at IoU 0.5 and the serving threshold.
     pub at_serving_threshold: OperatingPoint,
-    /// Per class: what windows accumulate.
+    /// Per class: what windows accumulate. Last in the record, so a reader
+    /// that wants only the figures above can stop before it.
     pub classes: Vec<ClassEval>,
 }
 
 impl Record for ImageEval {
     const KIND: &'static str = "ImageEval";
-    const SCHEMA_VERSION: u32 = 1;
+    /// v2 packs each class's per-detection arrays (`eval::stored`: base64
+    /// of doubles and 2-bit outcomes) where v1 spelled them out; everything
+    /// else is unchanged, and v1 reads as the same evaluation.
+    const SCHEMA_VERSION: u32 = 2;
+    const OLDEST_READABLE: u32 = 1;
+}
+
+/// An `ImageEval` as schema v1 stored it, byte for byte (classes as
+/// `eval::ClassEvalV1` writes them). Nothing stores it now: the tests and
+/// `modelobs bench-rollup --schema 1` use it to show that both versions read
+/// and roll up alike.
+#[doc(hidden)]
+pub fn image_eval_v1_json(e: &ImageEval) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct V1<'a> {
+        schema_version: u32,
+        id: CaptureId,
+        captured_at: &'a DateTime<Utc>,
+        model: &'a ModelRef,
+        label_version: i64,
+        evaluated_at: &'a DateTime<Utc>,
+        detections: u32,
+        gt_objects: u32,
+        #[serde(skip_serializing_if = "is_zero")]
+        gt_not_reported: u32,
+        label_lag_s: f64,
+        ap50: f64,
+        at_serving_threshold: &'a OperatingPoint,
+        classes: Vec<eval::ClassEvalV1<'a>>,
+    }
+    serde_json::to_vec(&V1 {
+        schema_version: 1,
+        id: e.id,
+        captured_at: &e.captured_at,
+        model: &e.model,
+        label_version: e.label_version,
+        evaluated_at: &e.evaluated_at,
+        detections: e.detections,
+        gt_objects: e.gt_objects,
+        gt_not_reported: e.gt_not_reported,
+        label_lag_s: e.label_lag_s,
+        ap50: e.ap50,
+        at_serving_threshold: &e.at_serving_threshold,
+        classes: e.classes.iter().map(eval::ClassEvalV1).collect(),
+    })
+    .expect("records serialize: plain data with string keys")
 }
 
 impl ImageEval {
@@ -661,8 +707,29 @@ impl WindowMetrics {
         score_threshold: f64,
         computed_at: DateTime<Utc>,
     ) -> Result<Self, CoreError> {
+        Self::compute_from(
+            window,
+            model,
+            evals,
+            captures_in_window,
+            score_threshold,
+            computed_at,
+        )
+    }
+
+    /// [`Self::compute`] over evaluations held any way, e.g. shared
+    /// (`Arc<ImageEval>`, as the rollup caches them), without copying them.
+    pub fn compute_from<E: std::borrow::Borrow<ImageEval>>(
+        window: Window,
+        model: ModelRef,
+        evals: &[E],
+        captures_in_window: u64,
+        score_threshold: f64,
+        computed_at: DateTime<Utc>,
+    ) -> Result<Self, CoreError> {
         if let Some(e) = evals
             .iter()
+            .map(E::borrow)
             .find(|e| e.model != model || !window.contains(e.captured_at))
         {
             return Err(CoreError::InvalidRecord(format!(
@@ -676,7 +743,7 @@ impl WindowMetrics {
                 model.version
             )));
         }
-        let mut ordered: Vec<&ImageEval> = evals.iter().collect();
+        let mut ordered: Vec<&ImageEval> = evals.iter().map(E::borrow).collect();
         ordered.sort_by_key(|e| e.id);
         let cells = ordered.iter().map(|e| e.classes.as_slice());
         let n = evals.len();
@@ -688,7 +755,7 @@ impl WindowMetrics {
             captures_in_window,
             label_coverage: (captures_in_window > 0).then(|| n as f64 / captures_in_window as f64),
             mean_label_lag_s: (n > 0)
-                .then(|| evals.iter().map(|e| e.label_lag_s).sum::<f64>() / n as f64),
+                .then(|| evals.iter().map(|e| e.borrow().label_lag_s).sum::<f64>() / n as f64),
             coco: summarize(cells.clone()),
             at_serving_threshold: eval::operating_point(cells.flatten(), 0.5, score_threshold)
                 .expect("0.5 is on the IoU grid"),

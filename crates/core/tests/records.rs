@@ -18,6 +18,11 @@ use support::Rng;
 
 const CAPTURE: &[u8] = include_bytes!("../../../events/records/capture-record.json");
 const GROUND_TRUTH: &[u8] = include_bytes!("../../../events/records/ground-truth.json");
+/// `rich_pair()` evaluated at `fixture_evaluated_at()` by the build before
+/// ImageEval v2 (commit bacf24f), as it stored it.
+const IMAGE_EVAL_V1: &[u8] = include_bytes!("../../../events/records/image-eval-v1.json");
+/// The same evaluation as this build stores it.
+const IMAGE_EVAL_V2: &[u8] = include_bytes!("../../../events/records/image-eval-v2.json");
 
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 26, 12, 0, 0).unwrap()
@@ -143,6 +148,184 @@ fn an_image_eval_from_the_fixtures() {
     bad.objects[0].class_id = 80;
     let err = ImageEval::evaluate(&capture, &bad, now()).unwrap_err();
     assert!(err.to_string().contains("class_id 80"), "{err}");
+}
+
+/// The fixtures' capture and label, with what they lack added: a crowd of
+/// horses taking two detections, a dog labelled but not found (a class with
+/// ground truth only; the cow is one with detections only), two detections
+/// tied in score, and a small false alarm.
+fn rich_pair() -> (CaptureRecord, GroundTruth) {
+    let mut capture: CaptureRecord = records::from_json(CAPTURE).unwrap();
+    let mut truth: GroundTruth = records::from_json(GROUND_TRUTH).unwrap();
+    let b = |x1, y1, x2, y2| BBox::new(x1, y1, x2, y2).unwrap();
+    let det = |label: &str, class_id, score, bbox| Detection {
+        label: label.into(),
+        class_id,
+        score,
+        bbox,
+    };
+    capture.detections.extend([
+        det("horse", 17, 0.55, b(620.0, 300.0, 700.0, 380.0)),
+        det("horse", 17, 0.55, b(690.0, 300.0, 770.0, 380.0)),
+        det("horse", 17, 0.3, b(10.0, 10.0, 25.0, 22.0)),
+        det("sheep", 18, 0.71, b(200.0, 400.0, 260.0, 470.0)),
+    ]);
+    truth.objects.extend([
+        GroundTruthObject {
+            label: "horse".into(),
+            class_id: 17,
+            bbox: b(610.0, 290.0, 772.0, 390.0),
+            iscrowd: true,
+        },
+        GroundTruthObject {
+            label: "dog".into(),
+            class_id: 16,
+            bbox: b(700.0, 20.0, 730.0, 45.0),
+            iscrowd: false,
+        },
+        GroundTruthObject {
+            label: "sheep".into(),
+            class_id: 18,
+            bbox: b(205.0, 405.0, 262.0, 468.0),
+            iscrowd: false,
+        },
+    ]);
+    (capture, truth)
+}
+
+fn fixture_evaluated_at() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 26, 9, 20, 0).unwrap()
+}
+
+#[test]
+fn an_image_eval_v1_reads_as_the_same_evaluation_as_v2() {
+    // GIVEN the same evaluation stored by the build before v2 and by this one
+    let (capture, truth) = rich_pair();
+    let e = ImageEval::evaluate(&capture, &truth, fixture_evaluated_at()).unwrap();
+    let kinds = |e: &ImageEval| {
+        e.classes
+            .iter()
+            .map(|c| (c.category_id, c.num_gt[0], c.num_detections()))
+            .collect::<Vec<_>>()
+    };
+    // (dog: ground truth only; horse: a crowd and a tie; sheep; cow: detections only)
+    assert_eq!(kinds(&e), [(18, 1, 0), (19, 3, 5), (20, 1, 1), (21, 0, 1)]);
+    // WHEN both are read
+    let v1: ImageEval = records::from_json(IMAGE_EVAL_V1).unwrap();
+    let v2: ImageEval = records::from_json(IMAGE_EVAL_V2).unwrap();
+    // THEN both are this build's evaluation
+    assert_eq!(v1, e);
+    assert_eq!(v2, e);
+    // AND this build writes v2 as the fixture has it (a layout change without
+    // a version bump fails here), and its v1 writer as the old build did
+    let written = records::to_json(&e);
+    assert!(written.starts_with(br#"{"schema_version":2,"#));
+    assert_eq!(
+        String::from_utf8(written).unwrap(),
+        std::str::from_utf8(IMAGE_EVAL_V2).unwrap().trim_end()
+    );
+    assert_eq!(
+        String::from_utf8(records::image_eval_v1_json(&e)).unwrap(),
+        std::str::from_utf8(IMAGE_EVAL_V1).unwrap().trim_end()
+    );
+    // AND v2 is smaller, and a version from the future is refused
+    assert!(IMAGE_EVAL_V2.len() < IMAGE_EVAL_V1.len());
+    let future = String::from_utf8(IMAGE_EVAL_V2.to_vec())
+        .unwrap()
+        .replace(r#""schema_version":2"#, r#""schema_version":3"#);
+    assert_eq!(
+        records::from_json::<ImageEval>(future.as_bytes())
+            .unwrap_err()
+            .to_string(),
+        "ImageEval has schema_version 3, this build reads 1..=2"
+    );
+}
+
+/// Stored evaluations of a random COCO set (crowds, empty images, classes
+/// with only ground truth or only detections, ties, floods of > 100
+/// detections), as the metrics function would store them over one hour.
+fn random_window_evals(seed: u64, window: Window, model: &ModelRef) -> Vec<ImageEval> {
+    let (gt, dt) = support::random_set(seed);
+    let evaluated = evaluate_dataset(&gt, &dt).unwrap();
+    let step = 3_600_000 / (evaluated.images.len() as i64 + 1);
+    evaluated
+        .images
+        .into_iter()
+        .enumerate()
+        .map(|(i, (image_id, cells))| {
+            let at = window.start + Duration::milliseconds(i as i64 * step);
+            ImageEval {
+                id: CaptureId::derived(at, &image_id.to_le_bytes()),
+                captured_at: at,
+                model: model.clone(),
+                label_version: at.timestamp_millis(),
+                evaluated_at: at,
+                detections: cells.iter().map(|c| c.num_detections() as u32).sum(),
+                gt_objects: cells.iter().map(|c| c.num_gt[0]).sum(),
+                gt_not_reported: 0,
+                label_lag_s: i as f64 * 0.1,
+                ap50: records::summarize([cells.as_slice()]).ap50,
+                at_serving_threshold: modelobs_core::eval::operating_point(&cells, 0.5, 0.35)
+                    .unwrap(),
+                classes: cells,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn windows_of_v1_and_v2_records_are_identical() {
+    let model = ModelRef {
+        name: "nanodet-coco".into(),
+        version: "1".into(),
+    };
+    let window = Window::containing(Granularity::Hour, now());
+    let mut compared = 0;
+    for seed in 0..200 {
+        // GIVEN one set of evaluations, stored once as v1 and once as v2
+        let evals = random_window_evals(seed, window, &model);
+        let v1: Vec<ImageEval> = evals
+            .iter()
+            .map(|e| records::from_json(&records::image_eval_v1_json(e)).unwrap())
+            .collect();
+        let v2: Vec<ImageEval> = evals
+            .iter()
+            .map(|e| records::from_json(&records::to_json(e)).unwrap())
+            .collect();
+        // THEN each reads back as the evaluation it was
+        assert_eq!(v1, evals, "seed {seed}");
+        assert_eq!(v2, evals, "seed {seed}");
+        // AND the windows are the same, every figure to the bit
+        let w = |evals: &[ImageEval]| {
+            WindowMetrics::compute(window, model.clone(), evals, 100, 0.35, now()).unwrap()
+        };
+        let (w1, w2) = (w(&v1), w(&v2));
+        assert_eq!(w1, w2, "seed {seed}");
+        // AND they are COCO's numbers for the set (to 1e-12)
+        let (gt, dt) = support::random_set(seed);
+        let direct = evaluate_dataset(&gt, &dt).unwrap().summary(&gt.categories);
+        let stats = |s: &modelobs_core::eval::CocoSummary| {
+            [
+                s.ap,
+                s.ap50,
+                s.ap75,
+                s.ap_small,
+                s.ap_medium,
+                s.ap_large,
+                s.ar1,
+                s.ar10,
+                s.ar100,
+                s.ar_small,
+                s.ar_medium,
+                s.ar_large,
+            ]
+        };
+        for (a, b) in stats(&w2.coco).iter().zip(stats(&direct)) {
+            assert!((a - b).abs() <= 1e-12, "seed {seed}: {a} vs {b}");
+        }
+        compared += usize::from(w2.coco.ap > -1.0);
+    }
+    assert!(compared > 150, "only {compared} windows had ground truth");
 }
 
 /// A labelled capture of animals, with a model that finds some of them.
@@ -288,6 +471,13 @@ fn a_window_equals_coco_evaluation_of_its_images() {
             .map(|e| records::from_json(&records::to_json(&e)).unwrap())
             .collect();
         let w = WindowMetrics::compute(window, model.clone(), &evals, 100, 0.35, now()).unwrap();
+        // v1 records of the same images roll up to the same window.
+        let from_v1: Vec<ImageEval> = evals
+            .iter()
+            .map(|e| records::from_json(&records::image_eval_v1_json(e)).unwrap())
+            .collect();
+        let w1 = WindowMetrics::compute(window, model.clone(), &from_v1, 100, 0.35, now()).unwrap();
+        assert_eq!(w1, w, "seed {seed}");
 
         let (gt, dt) = to_coco(&items);
         let direct = evaluate_dataset(&gt, &dt).unwrap().summary(&gt.categories);

@@ -54,6 +54,7 @@
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Instant;
 
 use chrono::{DateTime, NaiveDate, Timelike, Utc};
 use futures_util::{StreamExt, stream};
@@ -127,6 +128,25 @@ pub struct RollupReport {
     pub foreign_keys: Vec<String>,
     /// The label-free side: captures' profiles folded into their windows.
     pub profiles: crate::profiles::FoldReport,
+    /// Where the run's time went.
+    pub seconds: StageSeconds,
+}
+
+/// Wall-clock seconds of a run's stages, in the order they run (logged
+/// with "rollup done"; `modelobs bench-rollup` prints them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct StageSeconds {
+    /// Listing touches, evaluations and captures; getting the windows' ETags
+    /// and the evaluations not read yet.
+    pub read: f64,
+    /// Parsing those evaluations (in parallel).
+    pub parse: f64,
+    /// Folding the captures' profiles.
+    pub profiles: f64,
+    /// Accumulating the windows (in parallel).
+    pub compute: f64,
+    /// Writing and emitting the windows, consuming the touches.
+    pub store: f64,
 }
 
 /// The schedule's event carries nothing the rollup needs (the work is in the
@@ -146,6 +166,7 @@ pub async fn handle<S: ObjectStore, M: MetricsSink>(
     tracing::info!(
         rolled = report.rolled.len(),
         failed = report.failed.len(),
+        seconds = ?report.seconds,
         "rollup done"
     );
     if report.failed.is_empty() {
@@ -162,6 +183,7 @@ pub async fn handle<S: ObjectStore, M: MetricsSink>(
 pub async fn run<S: ObjectStore, M: MetricsSink>(
     deps: &RollupDeps<S, M>,
 ) -> Result<RollupReport, RollupError> {
+    let started = Instant::now();
     let touches = deps.store.list(keys::WINDOWS_TOUCHED).await?;
     let mut report = RollupReport::default();
     // Hours before days: a day then reads its touched hours' evaluations from the cache.
@@ -202,7 +224,10 @@ pub async fn run<S: ObjectStore, M: MetricsSink>(
             Err(e) => report.failed.push(failed(name, &e)),
         }
     }
+    report.seconds.parse = cache.parse_s;
+    report.seconds.read = started.elapsed().as_secs_f64() - cache.parse_s;
     drop(cache);
+    let stage = Instant::now();
     match crate::profiles::fold(&deps.store, &deps.sink, (deps.now)(), deps.concurrency).await {
         Ok(folded) => report.profiles = folded,
         Err(e) => report.failed.push(FailedWindow {
@@ -210,6 +235,8 @@ pub async fn run<S: ObjectStore, M: MetricsSink>(
             error: e.to_string(),
         }),
     }
+    report.seconds.profiles = stage.elapsed().as_secs_f64();
+    let stage = Instant::now();
     let (threshold, now) = (deps.score_threshold, (deps.now)());
     let computed = tokio::task::spawn_blocking(move || {
         use rayon::prelude::*;
@@ -223,6 +250,8 @@ pub async fn run<S: ObjectStore, M: MetricsSink>(
     })
     .await
     .expect("window computation does not panic");
+    report.seconds.compute = stage.elapsed().as_secs_f64();
+    let stage = Instant::now();
     for (p, metrics) in computed {
         let name = p.key.clone();
         match store_window(deps, p, metrics).await {
@@ -233,6 +262,7 @@ pub async fn run<S: ObjectStore, M: MetricsSink>(
             Err(e) => report.failed.push(failed(name, &e)),
         }
     }
+    report.seconds.store = stage.elapsed().as_secs_f64();
     Ok(report)
 }
 
@@ -250,6 +280,8 @@ fn failed(window: String, e: &RollupError) -> FailedWindow {
 struct Cache {
     evals: HashMap<String, (String, Arc<ImageEval>)>,
     captures: HashMap<NaiveDate, [u64; 24]>,
+    /// Seconds spent parsing evaluations so far.
+    parse_s: f64,
 }
 
 /// A window's inputs, read from the bucket.
@@ -276,11 +308,10 @@ impl Prepared {
         let Some(model) = &self.model else {
             return Ok(None);
         };
-        let evals: Vec<ImageEval> = self.evals.iter().map(|e| (**e).clone()).collect();
-        WindowMetrics::compute(
+        WindowMetrics::compute_from(
             self.window,
             model.clone(),
-            &evals,
+            &self.evals,
             self.captures,
             score_threshold,
             now,
@@ -472,6 +503,7 @@ async fn load_evals<S: ObjectStore, M>(
         .collect()
         .await;
     let fetched = fetched.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let parsing = Instant::now();
     let parsed = tokio::task::spawn_blocking(move || {
         use rayon::prelude::*;
         fetched
@@ -487,8 +519,9 @@ async fn load_evals<S: ObjectStore, M>(
             .collect::<Result<Vec<_>, _>>()
     })
     .await
-    .expect("parsing does not panic")?;
-    for (key, found) in parsed {
+    .expect("parsing does not panic");
+    cache.parse_s += parsing.elapsed().as_secs_f64();
+    for (key, found) in parsed? {
         match found {
             Some((etag, eval)) => {
                 cache.evals.insert(key, (etag, Arc::new(eval)));
@@ -504,17 +537,23 @@ async fn load_evals<S: ObjectStore, M>(
         .collect())
 }
 
-/// `records::from_json` in one pass for what this build writes (the record
-/// starts with its `schema_version`): the rollup reads thousands of these.
-/// Anything else goes the general way, which names the problem.
+/// `records::from_json` in one pass for what this build writes, or wrote
+/// (the record starts with a `schema_version` it reads): the rollup reads
+/// thousands of these. Anything else goes the general way, which names the
+/// problem.
 fn parse_eval(body: &[u8]) -> Result<ImageEval, CoreError> {
-    let written = format!(
-        r#"{{"schema_version":{},"#,
-        <ImageEval as records::Record>::SCHEMA_VERSION
-    );
-    if body.starts_with(written.as_bytes())
-        && let Ok(eval) = serde_json::from_slice::<ImageEval>(body)
-    {
+    use records::Record;
+    const PREFIX: &[u8] = br#"{"schema_version":"#;
+    let readable = ImageEval::OLDEST_READABLE..=ImageEval::SCHEMA_VERSION;
+    let written = body
+        .strip_prefix(PREFIX)
+        .and_then(|rest| {
+            let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+            (rest.get(digits) == Some(&b',')).then(|| std::str::from_utf8(&rest[..digits]))
+        })
+        .and_then(|v| v.ok()?.parse::<u32>().ok())
+        .is_some_and(|v| readable.contains(&v));
+    if written && let Ok(eval) = serde_json::from_slice::<ImageEval>(body) {
         return Ok(eval);
     }
     records::from_json(body)

@@ -409,6 +409,46 @@ async fn windows_equal_a_coco_evaluation_of_the_same_images() {
 }
 
 #[tokio::test]
+async fn v1_records_roll_up_to_the_same_windows_as_v2() {
+    // GIVEN the evaluations as this build's metrics handler stores them (v2)
+    let v2 = World::new().await;
+    // AND the same evaluations stored by the build before (v1): all of them
+    // in one bucket, every other one in another (a bucket mid-upgrade)
+    let (all_v1, mixed) = (World::new().await, World::new().await);
+    for (world, every) in [(&all_v1, 1), (&mixed, 2)] {
+        let keys: Vec<String> = world
+            .store
+            .keys()
+            .into_iter()
+            .filter(|k| k.starts_with(keys::EVALS))
+            .collect();
+        assert_eq!(keys.len(), 44);
+        for key in keys.iter().step_by(every) {
+            let body = world.store.body(key).unwrap();
+            assert!(body.starts_with(br#"{"schema_version":2,"#));
+            let eval: ImageEval = records::from_json(&body).unwrap();
+            let old = records::image_eval_v1_json(&eval);
+            assert!(old.starts_with(br#"{"schema_version":1,"#));
+            put(&*world.store, key, old).await;
+        }
+    }
+
+    // WHEN each rolls up
+    for world in [&v2, &all_v1, &mixed] {
+        let report = rollup::run(&world.rollup()).await.unwrap();
+        assert!(report.failed.is_empty(), "{:?}", report.failed);
+        assert_eq!(report.rolled.len(), 3);
+    }
+
+    // THEN every window is the same, to the bit
+    for window in [hour(7), hour(9), day()] {
+        let want = v2.window(&window).expect("window stored");
+        assert_eq!(all_v1.window(&window).as_ref(), Some(&want));
+        assert_eq!(mixed.window(&window).as_ref(), Some(&want));
+    }
+}
+
+#[tokio::test]
 async fn duplicate_runs_and_redeliveries_give_identical_state() {
     let w = World::new().await;
     rollup::run(&w.rollup()).await.unwrap();

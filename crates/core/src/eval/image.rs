@@ -1,14 +1,9 @@
 //! Per-image evaluation: COCOeval's `evaluateImg`, once per image, kept as a
 //! small record that any window can later accumulate without re-matching boxes.
 
-use serde::{Deserialize, Serialize};
-
 use crate::boxes::coco_iou;
-use crate::error::CoreError;
 
-use super::params::{
-    AREA_NAMES, AREA_RANGES, MAX_DETS_PER_CELL, NUM_AREAS, NUM_IOU_THRS, iou_thresholds,
-};
+use super::params::{AREA_RANGES, MAX_DETS_PER_CELL, NUM_AREAS, NUM_IOU_THRS, iou_thresholds};
 
 /// A ground-truth box as COCOeval sees it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -50,8 +45,9 @@ pub enum Outcome {
 /// Detections are sorted by score (descending, ties in input order) and cut
 /// to the 100 that COCOeval keeps. `outcomes` holds one byte per
 /// (area range, IoU threshold, detection), in that nesting order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(into = "ClassEvalRecord", try_from = "ClassEvalRecord")]
+///
+/// Stored (inside an `ImageEval`) as `eval::stored` lays it out.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClassEval {
     pub category_id: u64,
     /// Ground truths that count toward recall, per area range.
@@ -74,106 +70,29 @@ impl ClassEval {
         let start = (area * NUM_IOU_THRS + thr) * n;
         &self.outcomes[start..start + n]
     }
-}
 
-/// The stored shape of a [`ClassEval`]: outcomes as one string of `T`/`F`/`I`
-/// per IoU threshold, grouped by area range name — small and readable.
-#[derive(Serialize, Deserialize)]
-struct ClassEvalRecord {
-    category_id: u64,
-    num_gt: AreaMap<u32>,
-    scores: Vec<f64>,
-    matched_iou50: Vec<f64>,
-    outcomes: AreaMap<Vec<String>>,
-}
+    /// Every outcome, in (area range, IoU threshold, detection) order.
+    pub(super) fn all_outcomes(&self) -> &[Outcome] {
+        &self.outcomes
+    }
 
-#[derive(Serialize, Deserialize)]
-struct AreaMap<T> {
-    all: T,
-    small: T,
-    medium: T,
-    large: T,
-}
-
-impl<T> AreaMap<T> {
-    fn from_array([all, small, medium, large]: [T; NUM_AREAS]) -> Self {
+    /// From its parts, lengths already checked by the caller (the stored form's reader).
+    pub(super) fn from_parts(
+        category_id: u64,
+        num_gt: [u32; NUM_AREAS],
+        scores: Vec<f64>,
+        outcomes: Vec<Outcome>,
+        matched_iou50: Vec<f64>,
+    ) -> Self {
+        debug_assert_eq!(outcomes.len(), NUM_AREAS * NUM_IOU_THRS * scores.len());
+        debug_assert_eq!(matched_iou50.len(), scores.len());
         Self {
-            all,
-            small,
-            medium,
-            large,
-        }
-    }
-    fn into_array(self) -> [T; NUM_AREAS] {
-        [self.all, self.small, self.medium, self.large]
-    }
-}
-
-impl From<ClassEval> for ClassEvalRecord {
-    fn from(c: ClassEval) -> Self {
-        let outcomes = std::array::from_fn(|a| {
-            (0..NUM_IOU_THRS)
-                .map(|t| c.outcomes(a, t).iter().map(|&o| o as u8 as char).collect())
-                .collect()
-        });
-        Self {
-            category_id: c.category_id,
-            num_gt: AreaMap::from_array(c.num_gt),
-            outcomes: AreaMap::from_array(outcomes),
-            scores: c.scores,
-            matched_iou50: c.matched_iou50,
-        }
-    }
-}
-
-impl TryFrom<ClassEvalRecord> for ClassEval {
-    type Error = CoreError;
-
-    fn try_from(r: ClassEvalRecord) -> Result<Self, CoreError> {
-        let bad = |why: String| {
-            CoreError::InvalidRecord(format!("class evaluation {}: {why}", r.category_id))
-        };
-        let n = r.scores.len();
-        if r.matched_iou50.len() != n {
-            return Err(bad(format!(
-                "{} matched IoUs for {n} detections",
-                r.matched_iou50.len()
-            )));
-        }
-        let mut outcomes = Vec::with_capacity(NUM_AREAS * NUM_IOU_THRS * n);
-        for (rows, area) in r.outcomes.into_array().iter().zip(AREA_NAMES) {
-            if rows.len() != NUM_IOU_THRS {
-                return Err(bad(format!(
-                    "area {area}: {} IoU thresholds, expected {NUM_IOU_THRS}",
-                    rows.len()
-                )));
-            }
-            for row in rows {
-                if row.len() != n {
-                    return Err(bad(format!(
-                        "area {area}: {} outcomes for {n} detections",
-                        row.len()
-                    )));
-                }
-                for ch in row.bytes() {
-                    outcomes.push(match ch {
-                        b'T' => Outcome::TruePositive,
-                        b'F' => Outcome::FalsePositive,
-                        b'I' => Outcome::Ignored,
-                        other => {
-                            return Err(bad(format!("unknown outcome {:?}", other as char)));
-                        }
-                    });
-                }
-            }
-        }
-        Ok(Self {
-            category_id: r.category_id,
-            num_gt: r.num_gt.into_array(),
-            scores: r.scores,
+            category_id,
+            num_gt,
+            scores,
             outcomes,
-            matched_iou50: r.matched_iou50,
-        })
+            matched_iou50,
+        }
     }
 }
 
@@ -415,36 +334,5 @@ mod tests {
         let c = &evaluate_image(&[], &dts, &[1])[0];
         assert_eq!(c.num_detections(), 100);
         assert_eq!(c.scores[0], 149.0 / 150.0);
-    }
-
-    #[test]
-    fn serde_round_trip_keeps_every_outcome() {
-        let cells = evaluate_image(
-            &[
-                gt(1, 1, [0.0, 0.0, 10.0, 10.0]),
-                gt(2, 1, [50.0, 50.0, 200.0, 200.0]),
-            ],
-            &[
-                dt(1, [1.0, 1.0, 10.0, 10.0], 0.7),
-                dt(1, [300.0, 300.0, 5.0, 5.0], 0.2),
-            ],
-            &[1],
-        );
-        let json = serde_json::to_string(&cells).unwrap();
-        assert!(json.contains(r#""all":["#), "{json}");
-        let back: Vec<ClassEval> = serde_json::from_str(&json).unwrap();
-        assert_eq!(back, cells);
-    }
-
-    #[test]
-    fn a_corrupt_record_is_refused() {
-        let json = r#"{"category_id":1,"num_gt":{"all":1,"small":0,"medium":0,"large":1},
-            "scores":[0.5],"matched_iou50":[0.0],
-            "outcomes":{"all":["X","T","T","T","T","T","T","T","T","T"],"small":[],"medium":[],"large":[]}}"#;
-        let err = serde_json::from_str::<ClassEval>(json).unwrap_err();
-        assert!(err.to_string().contains("unknown outcome 'X'"), "{err}");
-        let short = json.replace(r#""X","T""#, r#""T""#);
-        let err = serde_json::from_str::<ClassEval>(&short).unwrap_err();
-        assert!(err.to_string().contains("9 IoU thresholds"), "{err}");
     }
 }
