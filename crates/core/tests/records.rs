@@ -304,23 +304,7 @@ fn windows_of_v1_and_v2_records_are_identical() {
         // AND they are COCO's numbers for the set (to 1e-12)
         let (gt, dt) = support::random_set(seed);
         let direct = evaluate_dataset(&gt, &dt).unwrap().summary(&gt.categories);
-        let stats = |s: &modelobs_core::eval::CocoSummary| {
-            [
-                s.ap,
-                s.ap50,
-                s.ap75,
-                s.ap_small,
-                s.ap_medium,
-                s.ap_large,
-                s.ar1,
-                s.ar10,
-                s.ar100,
-                s.ar_small,
-                s.ar_medium,
-                s.ar_large,
-            ]
-        };
-        for (a, b) in stats(&w2.coco).iter().zip(stats(&direct)) {
+        for (a, b) in w2.coco.stats().iter().zip(direct.stats()) {
             assert!((a - b).abs() <= 1e-12, "seed {seed}: {a} vs {b}");
         }
         compared += usize::from(w2.coco.ap > -1.0);
@@ -481,23 +465,7 @@ fn a_window_equals_coco_evaluation_of_its_images() {
 
         let (gt, dt) = to_coco(&items);
         let direct = evaluate_dataset(&gt, &dt).unwrap().summary(&gt.categories);
-        let stats = |s: &modelobs_core::eval::CocoSummary| {
-            [
-                s.ap,
-                s.ap50,
-                s.ap75,
-                s.ap_small,
-                s.ap_medium,
-                s.ap_large,
-                s.ar1,
-                s.ar10,
-                s.ar100,
-                s.ar_small,
-                s.ar_medium,
-                s.ar_large,
-            ]
-        };
-        assert_eq!(stats(&w.coco), stats(&direct), "seed {seed}");
+        assert_eq!(w.coco.stats(), direct.stats(), "seed {seed}");
         for (name, ap) in &w.coco.per_class {
             assert_eq!(direct.per_class[name], *ap, "seed {seed}, class {name}");
         }

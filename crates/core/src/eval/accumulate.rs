@@ -255,6 +255,26 @@ pub struct CocoSummary {
     pub per_class: BTreeMap<String, ClassAp>,
 }
 
+impl CocoSummary {
+    /// The twelve numbers in pycocotools' `COCOeval.stats` order.
+    pub fn stats(&self) -> [f64; 12] {
+        [
+            self.ap,
+            self.ap50,
+            self.ap75,
+            self.ap_small,
+            self.ap_medium,
+            self.ap_large,
+            self.ar1,
+            self.ar10,
+            self.ar100,
+            self.ar_small,
+            self.ar_medium,
+            self.ar_large,
+        ]
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ClassAp {
     #[serde(rename = "AP")]
