@@ -25,9 +25,15 @@ export ORT_DYLIB_PATH ?= $(ORT_LIB)
 export MODELOBS_TEST_PHOTOS ?= /usr/share/darknet/data
 # Small ONNX detectors of every family model.json describes (`make families`).
 export MODELOBS_FAMILIES_DIR ?= $(CURDIR)/.cache/families/models
+# The serving NanoDet's faster variants, int8 and graph-optimised (`make variant-models`).
+export MODELOBS_VARIANTS_DIR ?= $(CURDIR)/.cache/variants/models
+# What `make variants` judges them on: the demo's labelled captures when a demo left them.
+VARIANTS_DATA ?= $(if $(wildcard .cache/demo/export/annotations.json),.cache/demo/export,datasets/animals)
+VARIANTS_TRUTH ?= $(if $(filter .cache/demo/export,$(VARIANTS_DATA)),$(wildcard .cache/demo/truth.jsonl))
+VARIANTS_PY = $$(bash scripts/venv.sh variants models/variants/requirements.txt 'import onnx, onnxruntime.quantization, PIL, numpy, sympy')
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: families all build build-arm64 build-x86_64 sam-local sam-local-release bins release dev test composites datasets train test-train fmt-check clippy unit crosscheck bench-eval bench-rollup demo clean ort photos layer bench-inference test-localstack lint-template test-local-resources test-browser chromium fuzz fuzz-replay fuzz-seeds
+.PHONY: families variant-models variants test-variants all build build-arm64 build-x86_64 sam-local sam-local-release bins release dev test composites datasets train test-train fmt-check clippy unit crosscheck bench-eval bench-rollup demo clean ort photos layer bench-inference test-localstack lint-template test-local-resources test-browser chromium fuzz fuzz-replay fuzz-seeds
 
 all: build
 
@@ -73,7 +79,7 @@ release:
 ## soak's short run), the COCO cross-check against pycocotools, the template, the review page in
 ## a browser, the fine-tuning script on a few steps, every function under `sam local`, and the
 ## fuzz corpus replayed.
-test: fmt-check clippy unit crosscheck lint-template test-local-resources test-browser test-train sam-local fuzz-replay
+test: fmt-check clippy unit crosscheck lint-template test-local-resources test-browser test-train test-variants sam-local fuzz-replay
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -84,7 +90,7 @@ clippy:
 ## unit: every test of the workspace, in one run inside a fresh LocalStack. Tests that need
 ## ONNX Runtime, LocalStack or cargo-lambda are #[ignore = "needs ..."]: a plain `cargo test`
 ## lists them as ignored, and here --include-ignored runs them, failing if anything is missing.
-unit: ort photos composites families
+unit: ort photos composites families variant-models
 	$(CARGO) test --workspace --no-run
 	CARGO_LAMBDA="$$(bash scripts/cargo-lambda.sh)/cargo-lambda" \
 	  localstack/with-stack $(CARGO) test --workspace --no-fail-fast -- --include-ignored
@@ -94,6 +100,29 @@ unit: ort photos composites families
 ## $(MODELOBS_FAMILIES_DIR) (models/families/make.sh; seconds, a no-op when up to date).
 families:
 	@bash models/families/make.sh "$(MODELOBS_FAMILIES_DIR)" >/dev/null
+
+## variant-models: the serving NanoDet's int8 (static QDQ, calibrated on train-split images) and
+## graph-optimised variants, each a model directory, into $(MODELOBS_VARIANTS_DIR)
+## (models/variants/make.sh; seconds, a no-op when up to date).
+variant-models: composites
+	@bash models/variants/make.sh "$(MODELOBS_VARIANTS_DIR)" >/dev/null
+
+## variants: judge the variants against the serving model on labelled traffic (models/variants/make.py
+## judge): `modelobs backtest` per variant, bare-model and end-to-end times side by side, and the
+## rule (ships when it loses at most 0.01 AP50). VARIANTS_DATA (default: the demo's export when
+## there is one, else datasets/animals), VARIANTS_TRUTH, PUSH=1 registers the ones that ship.
+## The table is .cache/variants/models/variants.md.
+variants: release ort photos variant-models
+	"$(VARIANTS_PY)" models/variants/make.py judge "$(MODELOBS_VARIANTS_DIR)" --modelobs $(MODELOBS_RELEASE) \
+	  --data $(VARIANTS_DATA) $(if $(VARIANTS_TRUTH),--truth $(VARIANTS_TRUTH)) $(if $(PUSH),--push)
+
+## test-variants: the short version of `make variants` in `make test`: the same judge on datasets/animals,
+## few timing runs and bootstrap replicates, into a copy (every step must succeed; nothing is asserted
+## about whether a variant ships: int8 kernels differ between CPUs).
+test-variants: bins ort photos variant-models
+	rm -rf .cache/variants/test && mkdir -p .cache/variants && cp -r "$(MODELOBS_VARIANTS_DIR)" .cache/variants/test
+	"$(VARIANTS_PY)" models/variants/make.py judge .cache/variants/test --modelobs $(MODELOBS) \
+	  --data datasets/animals --runs 2 --rounds 1 --replicates 200
 
 ## ort: the ONNX Runtime library (.cache/ort/), from the pinned PyPI wheel.
 ort:

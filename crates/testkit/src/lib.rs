@@ -78,18 +78,35 @@ pub fn temp_dir(name: &str) -> PathBuf {
 /// The directory of generated detector-family models
 /// (`MODELOBS_FAMILIES_DIR`, `make families`); panics when it is not there.
 pub fn require_families() -> PathBuf {
-    let dir = std::env::var_os("MODELOBS_FAMILIES_DIR")
+    require_generated(
+        "MODELOBS_FAMILIES_DIR",
+        "yolov8/model.json",
+        "make families",
+    )
+}
+
+/// The directory of the serving model's faster variants, `int8/` and
+/// `optimized/` (`MODELOBS_VARIANTS_DIR`, `make variant-models`); panics when
+/// it is not there.
+pub fn require_variants() -> PathBuf {
+    require_generated(
+        "MODELOBS_VARIANTS_DIR",
+        "int8/model.json",
+        "make variant-models",
+    )
+}
+
+/// A directory of generated models named by `var`, holding `probe`.
+fn require_generated(var: &str, probe: &str, make: &str) -> PathBuf {
+    let dir = std::env::var_os(var)
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            panic!(
-                "this test needs the detector-family models: MODELOBS_FAMILIES_DIR is not set \
-                 (`make families` makes them into .cache/families/models; `make test` sets it)"
-            )
+            panic!("this test needs generated models: {var} is not set (`{make}` makes them; `make test` sets it)")
         });
     assert!(
-        dir.join("yolov8/model.json").is_file(),
-        "MODELOBS_FAMILIES_DIR={} holds no generated models: run `make families`",
+        dir.join(probe).is_file(),
+        "{var}={} holds no generated models: run `{make}`",
         dir.display()
     );
     dir
