@@ -7,7 +7,7 @@ use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc};
 use clap::{Args, ValueEnum};
 use modelobs_adapters::ObjectStore;
 
-use modelobs_core::records::{Granularity, WindowMetrics};
+use modelobs_core::records::Granularity;
 
 use modelobs_pipeline::profiles::{self, WindowView};
 use modelobs_pipeline::threshold::DEFAULT_SCORE_THRESHOLD;
@@ -93,17 +93,6 @@ pub fn parse_instant(name: &str, s: &str, end: bool) -> Result<DateTime<Utc>, Cl
     ))
 }
 
-/// The stored windows of `granularity` starting in `[from, to)`, by start then version.
-pub async fn query<S: ObjectStore>(
-    store: &S,
-    granularity: Granularity,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-    model_version: Option<&str>,
-) -> anyhow::Result<Vec<WindowMetrics>> {
-    Ok(profiles::stored_metrics(store, granularity, from, to, model_version).await?)
-}
-
 /// Every window of `granularity` starting in `[from, to)`, labelled or not,
 /// with its label-free side: what `modelobs metrics` and `modelobs report
 /// --bucket` show.
@@ -114,7 +103,7 @@ pub async fn load<S: ObjectStore>(
     to: DateTime<Utc>,
     model_version: Option<&str>,
 ) -> anyhow::Result<Vec<WindowView>> {
-    let labelled = query(store, granularity, from, to, model_version).await?;
+    let labelled = profiles::stored_metrics(store, granularity, from, to, model_version).await?;
     let threshold = labelled.first().map_or(DEFAULT_SCORE_THRESHOLD, |m| {
         m.at_serving_threshold.score_threshold
     });
@@ -256,7 +245,9 @@ mod tests {
     use chrono::TimeZone;
     use modelobs_adapters::PutCondition;
     use modelobs_adapters::memory::MemoryStore;
-    use modelobs_core::records::{CaptureRecord, GroundTruth, ImageEval, ModelRef, Window};
+    use modelobs_core::records::{
+        CaptureRecord, GroundTruth, ImageEval, ModelRef, Window, WindowMetrics,
+    };
     use modelobs_core::{keys, records};
 
     const CAPTURE: &[u8] = include_bytes!("../../events/records/capture-record.json");
@@ -305,7 +296,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn query_picks_the_range_granularity_and_version_in_order() {
+    async fn stored_windows_are_picked_by_range_granularity_and_version_in_order() {
         let store = store_with(&[
             window(Granularity::Hour, 9, "v2"),
             window(Granularity::Hour, 7, "v2"),
@@ -315,7 +306,7 @@ mod tests {
         ])
         .await;
 
-        let got = query(&store, Granularity::Hour, t(7), t(12), None)
+        let got = profiles::stored_metrics(&store, Granularity::Hour, t(7), t(12), None)
             .await
             .unwrap();
         let seen: Vec<_> = got
@@ -324,7 +315,7 @@ mod tests {
             .collect();
         assert_eq!(seen, [(t(7), "v1"), (t(7), "v2"), (t(9), "v2")]);
 
-        let v1 = query(
+        let v1 = profiles::stored_metrics(
             &store,
             Granularity::Hour,
             t(0),
@@ -334,7 +325,7 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(v1.len(), 2);
-        let days = query(
+        let days = profiles::stored_metrics(
             &store,
             Granularity::Day,
             t(0),
@@ -354,7 +345,7 @@ mod tests {
             window(Granularity::Hour, 9, "v1"),
         ])
         .await;
-        let windows = query(&store, Granularity::Hour, t(0), t(23), None)
+        let windows = profiles::stored_metrics(&store, Granularity::Hour, t(0), t(23), None)
             .await
             .unwrap();
         // no profile windows stored: the labelled ones alone, no drift made up
