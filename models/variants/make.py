@@ -240,8 +240,7 @@ def cmd_judge(args) -> None:
             "model_ms_saved": med["parent"]["model_ms"] - med[r["kind"]]["model_ms"],
             "total_ms_saved": med["parent"]["total_ms"] - med[r["kind"]]["total_ms"],
             "load_ms": med[r["kind"]]["load_ms"],
-            "size_bytes": (Path(r["dir"]) / "model.json").exists()
-            and json.loads((Path(r["dir"]) / "model.json").read_text())["size_bytes"],
+            "size_bytes": json.loads((Path(r["dir"]) / "model.json").read_text())["size_bytes"],
             "ships": ships(loss, args.max_loss),
         })
     result = {"parent": str(parent), "data": args.data, "images_timed": images, "runs": args.runs,
